@@ -1,0 +1,94 @@
+"""Canonical text → typed values. The contract's types come from the Pandera models; this module
+says how each type is written in a canonical file and what a data manager reads when it is not."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from schemas.tables import TableContract
+
+_INTEGER = r"^[+-]?\d+$"
+_DECIMAL = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+_DATE = r"^\d{4}-\d{2}-\d{2}$"
+# ISO 8601 local date-time, `T` or a space between date and time, seconds and fractions optional.
+_DATETIME_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M")
+
+EXPECTED_TEXT = {
+    pl.Int64: "a whole number",
+    pl.Float64: "a number with a decimal point (e.g. 12.5)",
+    pl.Boolean: "true or false",
+    pl.Date: "an ISO date YYYY-MM-DD",
+    pl.Datetime: "an ISO date-time YYYY-MM-DDTHH:MM[:SS]",
+}
+
+
+def cleaned_text(column: str) -> pl.Expr:
+    """The cell with surrounding blanks removed; an empty cell is missing."""
+    text = pl.col(column).str.strip_chars()
+    return pl.when(text == "").then(None).otherwise(text)
+
+
+def _parse(text: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    base = dtype.base_type() if hasattr(dtype, "base_type") else dtype
+    if base == pl.Int64:
+        return pl.when(text.str.contains(_INTEGER)).then(text.cast(pl.Int64, strict=False))
+    if base == pl.Float64:
+        return pl.when(text.str.contains(_DECIMAL)).then(text.cast(pl.Float64, strict=False))
+    if base == pl.Boolean:
+        lowered = text.str.to_lowercase()
+        return pl.when(lowered == "true").then(True).when(lowered == "false").then(False)
+    if base == pl.Date:
+        return pl.when(text.str.contains(_DATE)).then(text.str.strptime(pl.Date, "%Y-%m-%d", strict=False))
+    if base == pl.Datetime:
+        iso = text.str.replace(" ", "T", literal=True, n=1)
+        return pl.coalesce(
+            [iso.str.strptime(pl.Datetime("us"), fmt, strict=False) for fmt in _DATETIME_FORMATS]
+        )
+    return text
+
+
+def parse_table(raw: pl.DataFrame, table: TableContract) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Type every contract column of `raw` (all text, contract columns present).
+
+    Returns the typed frame (same rows, same order, lineage kept) and the parse failures, one row per
+    cell that held text the type cannot read: `row`, `column`, `rule` ("type"), `message`.
+    """
+    typed_columns: list[pl.Expr] = []
+    failure_frames: list[pl.DataFrame] = []
+    for column in table.columns:
+        dtype = table.polars_type(column)
+        text = cleaned_text(column)
+        typed = _parse(text, dtype)
+        when_missing = (table.base_schema.columns[column].metadata or {}).get("when_missing")
+        if when_missing is not None:
+            typed = typed.fill_null(when_missing)
+        typed_columns.append(typed.alias(column))
+        if dtype == pl.String:
+            continue
+        base = dtype.base_type() if hasattr(dtype, "base_type") else dtype
+        unreadable = raw.select(
+            pl.int_range(pl.len(), dtype=pl.Int64).alias("row"), text.alias("text"), typed.alias("typed")
+        ).filter(pl.col("text").is_not_null() & pl.col("typed").is_null())
+        if unreadable.height:
+            failure_frames.append(
+                unreadable.select(
+                    "row",
+                    pl.lit(column).alias("column"),
+                    pl.lit("type").alias("rule"),
+                    pl.format("{} must be {} (got '{}')", pl.lit(column), pl.lit(EXPECTED_TEXT[base]), "text")
+                    .alias("message"),
+                )
+            )
+    lineage = [c for c in raw.columns if c not in table.columns]
+    typed_frame = raw.select(*lineage, *typed_columns)
+    return typed_frame, concat_failures(failure_frames)
+
+
+FAILURE_SCHEMA = {"row": pl.Int64, "column": pl.String, "rule": pl.String, "message": pl.String}
+
+
+def concat_failures(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Stack failure frames into the one long shape every validation step reports in."""
+    if not frames:
+        return pl.DataFrame(schema=FAILURE_SCHEMA)
+    return pl.concat([frame.select(list(FAILURE_SCHEMA)).cast(FAILURE_SCHEMA) for frame in frames])
