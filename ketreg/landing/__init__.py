@@ -1,0 +1,1 @@
+"""The landing folder: what sites dropped, and reading it as the canonical contract's text."""

@@ -1,0 +1,162 @@
+"""Find the exports in a landing folder (`<landing>/<site_id>/<export_id>/<table>.csv`) and check that
+each is usable before any row is read: required files present, headers carry the required columns."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from schemas.identifiers import looks_like_identifier
+from schemas.tables import TABLES, TABLES_BY_FILE
+
+SITE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+EXPORT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+CONTRACT_DOC = "docs/site-export-contract.md"
+
+
+@dataclass
+class ExportFile:
+    """One file of an export as found on disk."""
+
+    table: str
+    path: Path
+    sha256: str
+    size_bytes: int
+    header: list[str] = field(default_factory=list)
+    identifier_columns: list[str] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+    absent_optional_columns: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LandingExport:
+    """One export folder: its files, a fingerprint of their contents, and why it is unusable, if it is."""
+
+    site_id: str
+    export_id: str
+    path: Path
+    files: dict[str, ExportFile] = field(default_factory=dict)
+    rejection: str | None = None
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.site_id}/{self.export_id}"
+
+    @property
+    def content_sha256(self) -> str:
+        digest = hashlib.sha256()
+        for table in sorted(self.files):
+            digest.update(f"{table}:{self.files[table].sha256};".encode())
+        return digest.hexdigest()
+
+    def reject(self, message: str) -> None:
+        # The first problem is enough to reject; later ones are kept so the site can fix all at once.
+        self.rejection = message if self.rejection is None else f"{self.rejection}; {message}"
+
+
+@dataclass
+class LandingScan:
+    exports: list[LandingExport]
+    ignored_entries: list[str]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_header(path: Path) -> list[str]:
+    """The header row, as the CSV reader will see it (a UTF-8 byte-order mark is tolerated)."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return next(csv.reader(handle), [])
+
+
+def _inspect_file(export: LandingExport, export_file: ExportFile) -> None:
+    where = f"{export.label}/{export_file.path.name}"
+    if export_file.size_bytes == 0:
+        export.reject(f"{where}: the file is empty; export it again with its header row ({CONTRACT_DOC})")
+        return
+    try:
+        header = [column.strip() for column in read_header(export_file.path)]
+    except UnicodeDecodeError as exc:
+        export.reject(f"{where}: not UTF-8 text (byte {exc.start} of the header); save the file as UTF-8 CSV")
+        return
+    export_file.header = header
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if duplicated:
+        export.reject(f"{where}: column {', '.join(duplicated)} appears more than once in the header; keep one")
+    contract = TABLES_BY_FILE[export_file.path.name]
+    missing = [c for c in contract.required_columns if c not in header]
+    for column in missing:
+        export.reject(
+            f"{where}: required column '{column}' is missing from the header; add it (see {CONTRACT_DOC})"
+        )
+    export_file.absent_optional_columns = [
+        c for c in contract.columns if c not in header and c not in contract.required_columns
+    ]
+    for column in header:
+        if column in contract.columns:
+            continue
+        if looks_like_identifier(column):
+            export_file.identifier_columns.append(column)
+        else:
+            export_file.ignored_columns.append(column)
+    if export_file.identifier_columns:
+        export.notices.append(
+            f"{where}: column(s) {', '.join(export_file.identifier_columns)} look like direct patient identifiers;"
+            " they were not read — please remove them from the export"
+        )
+    if export_file.ignored_columns:
+        export.notices.append(f"{where}: column(s) {', '.join(export_file.ignored_columns)} are not in the "
+                              "contract and were not read")
+    if export_file.absent_optional_columns:
+        export.notices.append(f"{where}: optional column(s) {', '.join(export_file.absent_optional_columns)} "
+                              "are absent and read as empty")
+
+
+def _scan_export(site_id: str, path: Path) -> LandingExport:
+    export = LandingExport(site_id=site_id, export_id=path.name, path=path)
+    names = {entry.name for entry in path.iterdir() if not entry.name.startswith(".")}
+    for name in sorted(names - set(TABLES_BY_FILE)):
+        export.notices.append(f"{export.label}/{name}: not a file of the contract; not read")
+    for table in TABLES:
+        file_path = path / table.file_name
+        if not file_path.is_file():
+            if table.required_in_export:
+                export.reject(f"{export.label}: {table.file_name} is missing; every export needs it ({CONTRACT_DOC})")
+            continue
+        export_file = ExportFile(
+            table=table.name, path=file_path, sha256=file_sha256(file_path), size_bytes=file_path.stat().st_size
+        )
+        export.files[table.name] = export_file
+        _inspect_file(export, export_file)
+    return export
+
+
+def scan_landing(landing: Path) -> LandingScan:
+    """Every export under `landing`, sorted by site then export id (time order)."""
+    if not landing.is_dir():
+        raise FileNotFoundError(f"landing folder {landing} does not exist")
+    exports: list[LandingExport] = []
+    ignored: list[str] = []
+    for site_dir in sorted(landing.iterdir()):
+        if site_dir.name.startswith("."):
+            continue
+        if not site_dir.is_dir() or not SITE_ID.match(site_dir.name):
+            ignored.append(f"{site_dir.name}: not a site folder (site ids match {SITE_ID.pattern}); not read")
+            continue
+        for export_dir in sorted(site_dir.iterdir()):
+            if export_dir.name.startswith("."):
+                continue
+            if not export_dir.is_dir() or not EXPORT_ID.match(export_dir.name):
+                ignored.append(f"{site_dir.name}/{export_dir.name}: not an export folder; not read")
+                continue
+            exports.append(_scan_export(site_dir.name, export_dir))
+    return LandingScan(exports=exports, ignored_entries=ignored)

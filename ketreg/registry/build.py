@@ -1,0 +1,53 @@
+"""Build the registry tables from staging with the SQL files of `sql/`, in dependency order."""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+
+from ketreg.registry.pseudonym import install_pseudonym_macro
+from ketreg.warehouse.connection import run_sql_file
+from schemas.enums import AE_TERM_CATEGORY
+from schemas.protocol import Protocol
+
+# Published to analysts, in the order they are built. Each name is an asset and a table of the registry.
+REGISTRY_TABLES = (
+    "exports",
+    "patients",
+    "infusions",
+    "assessments",
+    "adverse_events",
+    "dispositions",
+    "protocol_deviations",
+    "quarantine",
+    "file_counts",
+)
+# Private lookup tables (site ids → pseudonymous keys), built before the tables that need them.
+KEY_TABLES = {"patients": ("patient_keys",), "infusions": ("infusion_keys",)}
+
+
+def prepare(con: duckdb.DuckDBPyConnection, key: str) -> None:
+    """Schemas, the pseudonym macro and the reference tables derived from the contract."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS registry")
+    con.execute("CREATE SCHEMA IF NOT EXISTS keys")
+    install_pseudonym_macro(con, key)
+    terms = pl.DataFrame({"term": list(AE_TERM_CATEGORY), "category": list(AE_TERM_CATEGORY.values())})
+    con.register("_terms", terms)
+    try:
+        con.execute("CREATE OR REPLACE TABLE registry.ae_term_categories AS SELECT * FROM _terms ORDER BY term")
+    finally:
+        con.unregister("_terms")
+
+
+def build_table(con: duckdb.DuckDBPyConnection, name: str, protocol: Protocol) -> int:
+    """(Re)build one registry table, inside one transaction; returns its row count."""
+    con.begin()
+    try:
+        for key_table in KEY_TABLES.get(name, ()):
+            run_sql_file(con, f"keys/{key_table}.sql")
+        run_sql_file(con, f"registry/{name}.sql", protocol.as_sql_parameters())
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    return con.execute(f"SELECT count(*) FROM registry.{name}").fetchone()[0]

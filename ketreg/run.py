@@ -1,0 +1,58 @@
+"""Run the whole registry pipeline once, through Dagster, for one landing folder."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from ketreg.registry.pseudonym import key_from_environment
+from pipelines.definitions import ALL_ASSETS
+from pipelines.checks import registry_checks
+from pipelines.resources import PseudonymKey, RegistrySettings
+
+
+@dataclass
+class RunOutcome:
+    success: bool
+    run_id: str
+    failures: list[str]
+
+
+def run_pipeline(
+    landing: Path, analyst_db: Path, work_db: Path | None = None, protocol_file: Path | None = None
+) -> RunOutcome:
+    """Materialize every asset (and run every check) in this process. Uses the Dagster instance of
+    DAGSTER_HOME when it is set, so the run shows in `dagster dev`; a throw-away instance otherwise."""
+    key = key_from_environment()
+    resources = {
+        "settings": RegistrySettings(
+            landing_dir=str(landing),
+            analyst_db=str(analyst_db),
+            work_db=str(work_db or ""),
+            protocol_file=str(protocol_file or ""),
+        ),
+        "pseudonym_key": PseudonymKey(key=key),
+    }
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [*ALL_ASSETS, *registry_checks],
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+        # The CLI prints its own summary; Dagster's step log goes to the instance (and `dagster dev`).
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
+    failures = [
+        f"{event.step_key}: {event.step_failure_data.error.message.strip() if event.step_failure_data.error else ''}"
+        for event in result.get_step_failure_events()
+    ]
+    failures += [
+        f"check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} failed "
+        f"({evaluation.metadata.get('numerator').value} violations)"
+        for evaluation in result.get_asset_check_evaluations()
+        if not evaluation.passed
+    ]
+    return RunOutcome(success=result.success and not failures, run_id=result.run_id, failures=failures)

@@ -1,0 +1,237 @@
+"""Stage exports: read each usable export's files, validate them in reference order, and replace the
+export's staged rows, quarantine and counts inside one transaction per batch of exports."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from ketreg.landing.discovery import LandingExport
+from ketreg.landing.reader import UnreadableFile, read_export_file
+from schemas.protocol import Protocol
+from schemas.tables import TABLES, TableContract
+from schemas.validation import ParentRows, TableValidation, validate_table
+
+# Exports are validated in batches: large enough that per-call overhead vanishes, small enough
+# that a registry of hundreds of sites stays far below the memory budget.
+BATCH_BYTES = 96 * 1024 * 1024
+
+_ROOT = Path(__file__).resolve().parents[2]
+_VALIDATION_SOURCES = sorted((_ROOT / "schemas").glob("*.py")) + [_ROOT / "ketreg" / "landing" / "reader.py"]
+
+
+def validation_fingerprint(protocol: Protocol) -> str:
+    """Changes whenever the rules change (contract code or protocol), so every export is re-validated."""
+    digest = hashlib.sha256(protocol.fingerprint.encode())
+    for source in _VALIDATION_SOURCES:
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def export_fingerprint(export: LandingExport, rules_fingerprint: str) -> str:
+    return f"{export.content_sha256[:32]}:{rules_fingerprint}"
+
+
+@dataclass
+class StagingReport:
+    staged: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)
+    rows_read: dict[str, int] = field(default_factory=dict)
+    rows_quarantined: dict[str, int] = field(default_factory=dict)
+
+
+def _referenced_columns(parent: TableContract) -> tuple[str, ...]:
+    return tuple(
+        sorted({
+            column
+            for child in TABLES
+            for ref in child.references
+            if ref.parent_table == parent.name
+            for column in ref.parent_columns
+        })
+    )
+
+
+def _empty_raw(table: TableContract) -> pl.DataFrame:
+    schema = {"site_id": pl.String, "export_id": pl.String, "source_line": pl.Int64}
+    schema.update({column: pl.String for column in table.columns})
+    return pl.DataFrame(schema=schema)
+
+
+def _batches(exports: list[LandingExport]) -> Iterator[list[LandingExport]]:
+    batch: list[LandingExport] = []
+    size = 0
+    for export in exports:
+        batch.append(export)
+        size += sum(f.size_bytes for f in export.files.values())
+        if size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _counts(raw: pl.DataFrame, result: TableValidation, table: TableContract) -> pl.DataFrame:
+    key = ["site_id", "export_id"]
+    read = raw.group_by(key).agg(pl.len().cast(pl.Int64).alias("rows_read"))
+    accepted = result.accepted.group_by(key).agg(pl.len().cast(pl.Int64).alias("rows_accepted"))
+    quarantined = result.quarantined.group_by(key).agg(pl.len().cast(pl.Int64).alias("rows_quarantined"))
+    return (
+        read.join(accepted, on=key, how="left")
+        .join(quarantined, on=key, how="left")
+        .with_columns(pl.col("rows_accepted", "rows_quarantined").fill_null(0), pl.lit(table.file_name).alias("file_name"))
+    )
+
+
+def _insert(con: duckdb.DuckDBPyConnection, target: str, frame: pl.DataFrame) -> None:
+    if frame.height == 0:
+        return
+    con.register("_frame", frame)
+    try:
+        con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _frame")
+    finally:
+        con.unregister("_frame")
+
+
+def _delete_exports(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str]], tables: list[str]) -> None:
+    if not keys:
+        return
+    con.register("_keys", pl.DataFrame(keys, schema=["site_id", "export_id"], orient="row"))
+    try:
+        for name in tables:
+            con.execute(
+                f"DELETE FROM staging.{name} WHERE (site_id, export_id) IN (SELECT (site_id, export_id) FROM _keys)"
+            )
+    finally:
+        con.unregister("_keys")
+
+
+_ALL_STAGING = [t.name for t in TABLES] + ["quarantine", "file_counts", "exports"]
+
+
+def _stage_batch(
+    con: duckdb.DuckDBPyConnection,
+    batch: list[LandingExport],
+    protocol: Protocol,
+    rules_fingerprint: str,
+    report: StagingReport,
+) -> None:
+    raw_by_table: dict[str, list[pl.DataFrame]] = {t.name: [] for t in TABLES}
+    statuses: list[dict] = []
+    for export in batch:
+        status = {
+            "site_id": export.site_id,
+            "export_id": export.export_id,
+            "fingerprint": export_fingerprint(export, rules_fingerprint),
+            "status": "accepted",
+            "rejection_reason": export.rejection,
+            "notices": export.notices,
+        }
+        frames: dict[str, pl.DataFrame] = {}
+        if export.rejection is None:
+            try:
+                frames = {name: read_export_file(export, f) for name, f in export.files.items()}
+            except UnreadableFile as exc:
+                status["rejection_reason"] = str(exc)
+        if status["rejection_reason"] is not None:
+            status["status"] = "rejected"
+            report.rejected[export.label] = status["rejection_reason"]
+        else:
+            for name, frame in frames.items():
+                raw_by_table[name].append(frame)
+            report.staged.append(export.label)
+        statuses.append(status)
+
+    parents: dict[str, ParentRows] = {}
+    accepted: dict[str, pl.DataFrame] = {}
+    quarantined: list[pl.DataFrame] = []
+    counts: list[pl.DataFrame] = []
+    for table in TABLES:
+        raw = pl.concat(raw_by_table[table.name]) if raw_by_table[table.name] else _empty_raw(table)
+        result = validate_table(raw, table, protocol, parents)
+        referenced = _referenced_columns(table)
+        if referenced and table.record_id:
+            parents[table.name] = result.parent_rows(table.record_id, referenced)
+        accepted[table.name] = result.accepted
+        quarantined.append(result.quarantined)
+        counts.append(_counts(raw, result, table))
+        report.rows_read[table.name] = report.rows_read.get(table.name, 0) + raw.height
+        report.rows_quarantined[table.name] = report.rows_quarantined.get(table.name, 0) + result.quarantined.height
+
+    file_meta = pl.DataFrame(
+        [
+            {
+                "site_id": e.site_id,
+                "export_id": e.export_id,
+                "file_name": f.path.name,
+                "file_sha256": f.sha256,
+                "identifier_columns_dropped": f.identifier_columns,
+                "ignored_columns": f.ignored_columns,
+            }
+            for e in batch
+            for f in e.files.values()
+        ],
+        schema={
+            "site_id": pl.String, "export_id": pl.String, "file_name": pl.String, "file_sha256": pl.String,
+            "identifier_columns_dropped": pl.List(pl.String), "ignored_columns": pl.List(pl.String),
+        },
+    )
+    # Starting from the files (not the rows) keeps a file with no data rows in the counts, as 0 read.
+    file_counts = file_meta.join(pl.concat(counts), on=["site_id", "export_id", "file_name"], how="left").with_columns(
+        pl.col("rows_read", "rows_accepted", "rows_quarantined").fill_null(0)
+    )
+
+    con.begin()
+    try:
+        _delete_exports(con, [(e.site_id, e.export_id) for e in batch], _ALL_STAGING)
+        for name, frame in accepted.items():
+            _insert(con, f"staging.{name}", frame)
+        _insert(con, "staging.quarantine", pl.concat(quarantined))
+        _insert(con, "staging.file_counts", file_counts)
+        _insert(con, "staging.exports", pl.DataFrame(statuses, schema_overrides={"notices": pl.List(pl.String)}))
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+
+
+def stage_landing(
+    con: duckdb.DuckDBPyConnection, exports: list[LandingExport], protocol: Protocol
+) -> StagingReport:
+    """Bring staging in line with the landing folder: (re)stage new or changed exports, drop exports that
+    are no longer there, leave unchanged ones alone."""
+    rules = validation_fingerprint(protocol)
+    staged = dict(
+        ((site, export), fingerprint)
+        for site, export, fingerprint in con.execute(
+            "SELECT site_id, export_id, fingerprint FROM staging.exports"
+        ).fetchall()
+    )
+    report = StagingReport()
+    in_landing = {(e.site_id, e.export_id) for e in exports}
+    gone = sorted(set(staged) - in_landing)
+    if gone:
+        con.begin()
+        try:
+            _delete_exports(con, gone, _ALL_STAGING)
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        report.removed = [f"{site}/{export}" for site, export in gone]
+    to_stage = []
+    for export in exports:
+        if staged.get((export.site_id, export.export_id)) == export_fingerprint(export, rules):
+            report.unchanged.append(export.label)
+        else:
+            to_stage.append(export)
+    for batch in _batches(to_stage):
+        _stage_batch(con, batch, protocol, rules, report)
+    return report

@@ -1,0 +1,38 @@
+"""Open the working database and run the SQL files of `sql/` against it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+
+
+@contextmanager
+def connect(path: Path | str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-write connection to the working database, closed on exit. The pipeline runs its DuckDB
+    work in one process, so it never waits on its own file lock."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path))
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def sql_text(relative: str) -> str:
+    """The text of `sql/<relative>`."""
+    return (SQL_DIR / relative).read_text(encoding="utf-8")
+
+
+def run_sql_file(
+    con: duckdb.DuckDBPyConnection, relative: str, parameters: Mapping[str, Any] | None = None
+) -> None:
+    """Execute one SQL file; `$name` placeholders are bound from `parameters` (only those it uses)."""
+    text = sql_text(relative)
+    used = {name: value for name, value in (parameters or {}).items() if f"${name}" in text}
+    con.execute(text, used) if used else con.execute(text)

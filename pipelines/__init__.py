@@ -1,0 +1,1 @@
+"""Dagster orchestration of the registry: assets by layer, their checks and their resources."""

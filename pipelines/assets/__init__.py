@@ -1,0 +1,1 @@
+"""Assets by layer: landing → staging → registry → publish."""

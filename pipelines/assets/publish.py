@@ -1,0 +1,22 @@
+"""Publish layer: the analysts' database, replaced atomically at the end of a successful run."""
+
+import dagster as dg
+
+from ketreg.registry.build import REGISTRY_TABLES
+from ketreg.registry.publish import publish
+from pipelines.resources import RegistrySettings
+
+
+@dg.asset(
+    key=["publish", "analyst_registry"],
+    deps=[["registry", name] for name in REGISTRY_TABLES],
+    group_name="publish",
+    kinds={"duckdb"},
+)
+def analyst_registry(settings: RegistrySettings) -> dg.MaterializeResult:
+    """The registry tables copied into a fresh DuckDB file that replaces the analysts' file in one rename."""
+    with settings.working_db() as con:
+        counts = publish(con, settings.analyst_db_path)
+    return dg.MaterializeResult(
+        metadata={"path": dg.MetadataValue.path(str(settings.analyst_db_path)), **{f"rows_{t}": n for t, n in counts.items()}}
+    )

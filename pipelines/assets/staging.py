@@ -1,0 +1,43 @@
+"""Staging layer: each new or changed export read, typed, validated with the Pandera contracts, and split
+into accepted rows and quarantined rows, one transaction per batch of exports."""
+
+import dagster as dg
+
+from ketreg.landing.discovery import LandingScan
+from ketreg.staging.stage import stage_landing
+from ketreg.staging.tables import STAGED_TABLES, ensure_staging_tables
+from pipelines.resources import RegistrySettings
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec(
+            ["staging", name], group_name="staging", kinds={"duckdb", "pandera"}, deps=[["landing", "exports"]]
+        )
+        for name in STAGED_TABLES],
+    ins={"scan": dg.AssetIn(key=["landing", "exports"])},
+    name="stage_exports",
+    can_subset=False,
+)
+def stage_exports(context: dg.AssetExecutionContext, settings: RegistrySettings, scan: LandingScan):
+    """One step for all staged tables: an export's files are validated together, since a child row is
+    quarantined when its parent was, and a broken file rejects its whole export."""
+    with settings.working_db() as con:
+        ensure_staging_tables(con)
+        report = stage_landing(con, scan.exports, settings.protocol())
+        counts = {
+            name: con.execute(f"SELECT count(*) FROM staging.{name}").fetchone()[0] for name in STAGED_TABLES
+        }
+    for label, reason in report.rejected.items():
+        context.log.warning(f"export {label} rejected: {reason}")
+    shared = {
+        "exports_staged": len(report.staged),
+        "exports_unchanged": len(report.unchanged),
+        "exports_removed": len(report.removed),
+        "exports_rejected": dg.MetadataValue.json(report.rejected),
+    }
+    for name in STAGED_TABLES:
+        metadata = {"rows": counts[name], **shared}
+        if name in report.rows_read:
+            metadata["rows_read_this_run"] = report.rows_read[name]
+            metadata["rows_quarantined_this_run"] = report.rows_quarantined[name]
+        yield dg.MaterializeResult(asset_key=["staging", name], metadata=metadata)

@@ -1,0 +1,64 @@
+"""Configuration of a registry run, as Dagster resources: where the landing folder and the databases are,
+which protocol applies, and the pseudonymisation key (from the environment only)."""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from ketreg.warehouse.connection import connect
+from schemas.protocol import Protocol, load_protocol
+
+
+class RegistrySettings(dg.ConfigurableResource):
+    """Paths of one registry. The working database is private to the pipeline; analysts read `analyst_db`."""
+
+    landing_dir: str
+    analyst_db: str
+    work_db: str = ""
+    protocol_file: str = ""
+
+    @property
+    def landing_path(self) -> Path:
+        return Path(self.landing_dir)
+
+    @property
+    def analyst_db_path(self) -> Path:
+        return Path(self.analyst_db)
+
+    @property
+    def work_db_path(self) -> Path:
+        if self.work_db:
+            return Path(self.work_db)
+        analyst = self.analyst_db_path
+        # Named <stem>_work so its DuckDB catalog name never collides with the schemas inside it.
+        return analyst.with_name(f"{analyst.stem}_work.duckdb")
+
+    def protocol(self) -> Protocol:
+        return load_protocol(self.protocol_file or None)
+
+    @contextmanager
+    def working_db(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with connect(self.work_db_path) as con:
+            yield con
+
+
+class PseudonymKey(dg.ConfigurableResource):
+    """The HMAC key for patient pseudonyms; bound to KETREG_PSEUDONYM_KEY, never stored in the repo."""
+
+    key: str
+
+
+def default_resources() -> dict[str, dg.ConfigurableResource]:
+    """Resources for `dagster dev` and the daemon: paths from KETREG_LANDING / KETREG_DB (the demo's by default)."""
+    return {
+        "settings": RegistrySettings(
+            landing_dir=os.environ.get("KETREG_LANDING", "demo/landing"),
+            analyst_db=os.environ.get("KETREG_DB", "demo/registry.duckdb"),
+            protocol_file=os.environ.get("KETREG_PROTOCOL", ""),
+        ),
+        "pseudonym_key": PseudonymKey(key=dg.EnvVar("KETREG_PSEUDONYM_KEY")),
+    }
