@@ -1,0 +1,49 @@
+# ketreg — two commands on a fresh machine with python3 (>= 3.11) and pip: `make demo`, `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+# Published on purpose: the demo runs on synthetic data only. Real registries set their own secret.
+DEMO_PSEUDONYM_KEY := ketreg-demo-key-synthetic-data-only
+DEMO := demo
+
+.PHONY: install demo test lint lock dev clean
+
+install: $(STAMP)
+
+$(STAMP):
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	rm -f $(VENV)/.installed-* && touch $@
+
+demo: install
+	rm -rf $(DEMO)/landing
+	mkdir -p $(DEMO)/dagster_home
+	$(BIN)/ketreg generate --out $(DEMO)/landing --sites 4 --patients-per-site 60 --seed 7 --error-rate 0.02
+	@echo "Using the published demo pseudonym key (synthetic data only; real runs need their own KETREG_PSEUDONYM_KEY)."
+	DAGSTER_HOME=$(CURDIR)/$(DEMO)/dagster_home KETREG_PSEUDONYM_KEY=$(DEMO_PSEUDONYM_KEY) \
+		$(BIN)/ketreg run --landing $(DEMO)/landing --db $(DEMO)/registry.duckdb
+	@echo ""
+	@echo "Landing folder (synthetic exports): $(DEMO)/landing"
+	@echo "Analysts' registry (DuckDB):         $(DEMO)/registry.duckdb   e.g. $(BIN)/python -c \"import duckdb; print(duckdb.connect('$(DEMO)/registry.duckdb', read_only=True).sql('FROM exports'))\""
+	@echo "Pipeline's working database:         $(DEMO)/registry_work.duckdb (private)"
+	@echo "Dagster UI with this run:            DAGSTER_HOME=$(CURDIR)/$(DEMO)/dagster_home KETREG_PSEUDONYM_KEY=$(DEMO_PSEUDONYM_KEY) $(BIN)/dagster dev -w workspace.yaml"
+
+test: install
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+
+# Re-resolve dependencies from pyproject.toml and pin them again (then commit requirements.lock).
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	(echo "# Exact versions that \`make\` installs (pip freeze of a working .venv, Python 3.11)."; \
+	 echo "# Regenerate: make lock"; .venv-lock/bin/python -m pip freeze --exclude-editable) > requirements.lock
+	rm -rf .venv-lock
+
+clean:
+	rm -rf $(DEMO) .pytest_cache test-artifacts
