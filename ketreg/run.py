@@ -43,7 +43,7 @@ def run_pipeline(
         instance=instance,
         raise_on_error=False,
         # The CLI prints its own summary; Dagster's step log goes to the instance (and `dagster dev`).
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
     )
     failures = [
         f"{event.step_key}: {event.step_failure_data.error.message.strip() if event.step_failure_data.error else ''}"

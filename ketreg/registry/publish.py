@@ -11,6 +11,7 @@ import duckdb
 from ketreg.registry.build import REGISTRY_TABLES
 
 PUBLISHED_TABLES = (*REGISTRY_TABLES, "ae_term_categories")
+ANALYST_STORAGE_VERSION = "v1.4.0"
 
 
 def publish(con: duckdb.DuckDBPyConnection, analyst_db: Path) -> dict[str, int]:
@@ -20,7 +21,8 @@ def publish(con: duckdb.DuckDBPyConnection, analyst_db: Path) -> dict[str, int]:
     staging_file = analyst_db.with_name(f".{analyst_db.name}.publishing")
     for leftover in (staging_file, staging_file.with_name(staging_file.name + ".wal")):
         leftover.unlink(missing_ok=True)
-    con.execute(f"ATTACH '{staging_file}' AS snapshot")
+    # Written in the 1.4 storage format so analysts' tools still on DuckDB 1.4 (R, DBeaver) can open it.
+    con.execute(f"ATTACH '{staging_file}' AS snapshot (STORAGE_VERSION '{ANALYST_STORAGE_VERSION}')")
     counts: dict[str, int] = {}
     try:
         for table in PUBLISHED_TABLES:

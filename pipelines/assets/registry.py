@@ -15,7 +15,11 @@ _UPSTREAM = {
     "dispositions": [["registry", "patients"], ["staging", "dispositions"]],
     "protocol_deviations": [["registry", "infusions"]],
     "quarantine": [["registry", "exports"], ["staging", "quarantine"]],
-    "file_counts": [["registry", "exports"], ["staging", "file_counts"]],
+    # The conservation ledger is built last: it compares what was accepted with what reached the registry.
+    "file_counts": [
+        ["staging", "file_counts"],
+        *[["registry", t] for t in ("patients", "infusions", "assessments", "adverse_events", "dispositions")],
+    ],
 }
 
 
