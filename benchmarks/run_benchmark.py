@@ -100,7 +100,7 @@ def main() -> int:
         results.append(result)
         print(json.dumps(result), flush=True)
     print()
-    print(f"| size | files | rows | MiB | bare load s | bare MiB RSS | ketreg run s | run MiB RSS | ratio | re-run s |")
+    print("| size | files | rows | MiB | bare load s | bare MiB RSS | ketreg run s | run MiB RSS | ratio | re-run s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(

@@ -1,4 +1,4 @@
-"""assessments.csv: pain, function, satisfaction and opioid use at baseline, before and after infusions, and follow-up."""
+"""assessments.csv: pain, function, satisfaction and opioid use at baseline, around infusions and at follow-up."""
 
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import polars as pl
 from pandera.polars import DataFrameModel, Field
 
-import polars as pl
 from schemas.enums import DISPOSITION_REASONS, DISPOSITION_STATUSES
 from schemas.rules import Reference, RowRule
 

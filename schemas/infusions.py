@@ -1,4 +1,4 @@
-"""infusions.csv: one row per IV ketamine session (planned 4 h)."""
+"""infusions.csv: one row per IV ketamine session (planned length: see the protocol file)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class InfusionContract(DataFrameModel):
     infusion_id: str = Field(nullable=False, description="Site's infusion code.")
     patient_id: str = Field(nullable=False, description="Must be a patient of the same export.")
     start_time: pl.Datetime = Field(description="Infusion start, local time.")
-    end_time: pl.Datetime = Field(description="Infusion end, local time; after start, at most 12 h later.")
+    end_time: pl.Datetime = Field(description="Infusion end, local time; after the start.")
     initial_rate_mg_h: pl.Float64 = Field(gt=0, description="Starting rate of the session, mg/h.")
     max_rate_mg_h: pl.Float64 = Field(gt=0, description="Highest rate reached in the session, mg/h.")
     total_dose_mg: pl.Float64 = Field(nullable=True, ge=0, description="Ketamine delivered in the session, mg.")

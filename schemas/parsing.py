@@ -10,6 +10,7 @@ from schemas.tables import TableContract
 _INTEGER = r"^[+-]?\d+$"
 _DECIMAL = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
+_DATETIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$"
 # ISO 8601 local date-time, `T` or a space between date and time, seconds and fractions optional.
 _DATETIME_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M")
 
@@ -41,9 +42,9 @@ def _parse(text: pl.Expr, dtype: pl.DataType) -> pl.Expr:
         return pl.when(text.str.contains(_DATE)).then(text.str.strptime(pl.Date, "%Y-%m-%d", strict=False))
     if base == pl.Datetime:
         iso = text.str.replace(" ", "T", literal=True, n=1)
-        return pl.coalesce(
-            [iso.str.strptime(pl.Datetime("us"), fmt, strict=False) for fmt in _DATETIME_FORMATS]
-        )
+        parsed = pl.coalesce([iso.str.strptime(pl.Datetime("us"), fmt, strict=False) for fmt in _DATETIME_FORMATS])
+        # strptime alone is lenient (single-digit fields, second 60): the pattern keeps to ISO 8601.
+        return pl.when(text.str.contains(_DATETIME)).then(parsed)
     return text
 
 

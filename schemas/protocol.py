@@ -62,7 +62,9 @@ def load_protocol(path: Path | str | None = None) -> Protocol:
             substantial_reduction=float(raw["response"]["substantial_reduction"]),
         )
     except (KeyError, TypeError) as exc:
-        raise ProtocolError(f"protocol file {path} lacks the setting {exc}; compare with {DEFAULT_PROTOCOL_FILE}") from exc
+        raise ProtocolError(
+            f"protocol file {path} lacks the setting {exc}; compare with {DEFAULT_PROTOCOL_FILE}"
+        ) from exc
     if not (0 < protocol.first_infusion_max_rate_mg_h <= protocol.max_rate_mg_h <= protocol.plausible_max_rate_mg_h):
         raise ProtocolError(
             f"protocol file {path}: rates must satisfy 0 < first-infusion maximum ≤ maximum ≤ plausibility limit"

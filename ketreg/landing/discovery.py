@@ -25,7 +25,8 @@ class ExportFile:
     path: Path
     sha256: str
     size_bytes: int
-    header: list[str] = field(default_factory=list)
+    header: list[str] = field(default_factory=list)  # column names, surrounding blanks removed
+    header_as_written: list[str] = field(default_factory=list)
     identifier_columns: list[str] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
     absent_optional_columns: list[str] = field(default_factory=list)
@@ -84,11 +85,12 @@ def _inspect_file(export: LandingExport, export_file: ExportFile) -> None:
         export.reject(f"{where}: the file is empty; export it again with its header row ({CONTRACT_DOC})")
         return
     try:
-        header = [column.strip() for column in read_header(export_file.path)]
+        as_written = read_header(export_file.path)
     except UnicodeDecodeError as exc:
-        export.reject(f"{where}: not UTF-8 text (byte {exc.start} of the header); save the file as UTF-8 CSV")
+        export.reject(f"{where}: not UTF-8 text (near the start of the file, byte {exc.start}); save it as UTF-8 CSV")
         return
-    export_file.header = header
+    header = [column.strip() for column in as_written]
+    export_file.header, export_file.header_as_written = header, as_written
     duplicated = sorted({c for c in header if header.count(c) > 1})
     if duplicated:
         export.reject(f"{where}: column {', '.join(duplicated)} appears more than once in the header; keep one")

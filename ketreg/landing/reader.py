@@ -20,12 +20,17 @@ def read_export_file(export: LandingExport, export_file: ExportFile) -> pl.DataF
     """All rows of the file as text, contract columns only (absent optional ones as empty), plus
     `site_id`, `export_id` and `source_line`. Identifier-like and unknown columns are never loaded."""
     contract = TABLES_BY_NAME[export_file.table]
-    wanted = [c for c in export_file.header if c in contract.columns]
+    # Ask for the names as written (blanks and all), then use the cleaned names.
+    wanted = {
+        written: clean
+        for written, clean in zip(export_file.header_as_written, export_file.header, strict=True)
+        if clean in contract.columns
+    }
     try:
         frame = pl.read_csv(
             export_file.path,
             has_header=True,
-            columns=wanted,
+            columns=list(wanted),
             infer_schema=False,
             row_index_name="_row",
             encoding="utf8",
@@ -39,6 +44,7 @@ def read_export_file(export: LandingExport, export_file: ExportFile) -> pl.DataF
             f"is a comma, quotes are balanced, every row has the header's columns and the file is UTF-8 "
             f"({CONTRACT_DOC})"
         ) from exc
+    frame = frame.rename(wanted)
     return frame.select(
         pl.lit(export.site_id).alias("site_id"),
         pl.lit(export.export_id).alias("export_id"),

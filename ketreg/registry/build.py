@@ -26,11 +26,17 @@ REGISTRY_TABLES = (
 KEY_TABLES = {"patients": ("patient_keys",), "infusions": ("infusion_keys",)}
 
 
-def prepare(con: duckdb.DuckDBPyConnection, key: str) -> None:
-    """Schemas, the pseudonym macro and the reference tables derived from the contract."""
+def prepare(con: duckdb.DuckDBPyConnection, key: str, protocol: Protocol) -> None:
+    """Schemas, the pseudonym macro, and the reference tables: AE terms from the contract, and the protocol
+    whose limits this registry was validated against (so every published file says which one)."""
     con.execute("CREATE SCHEMA IF NOT EXISTS registry")
     con.execute("CREATE SCHEMA IF NOT EXISTS keys")
     install_pseudonym_macro(con, key)
+    con.register("_protocol", pl.DataFrame([protocol.as_sql_parameters()]))
+    try:
+        con.execute("CREATE OR REPLACE TABLE registry.protocol AS SELECT * FROM _protocol")
+    finally:
+        con.unregister("_protocol")
     terms = pl.DataFrame({"term": list(AE_TERM_CATEGORY), "category": list(AE_TERM_CATEGORY.values())})
     con.register("_terms", terms)
     try:

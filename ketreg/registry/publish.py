@@ -10,7 +10,7 @@ import duckdb
 
 from ketreg.registry.build import REGISTRY_TABLES
 
-PUBLISHED_TABLES = (*REGISTRY_TABLES, "ae_term_categories")
+PUBLISHED_TABLES = (*REGISTRY_TABLES, "ae_term_categories", "protocol")
 ANALYST_STORAGE_VERSION = "v1.4.0"
 
 

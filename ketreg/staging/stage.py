@@ -22,7 +22,7 @@ from schemas.validation import ParentRows, TableValidation, validate_table
 BATCH_BYTES = 96 * 1024 * 1024
 
 _ROOT = Path(__file__).resolve().parents[2]
-_VALIDATION_SOURCES = sorted((_ROOT / "schemas").glob("*.py")) + [_ROOT / "ketreg" / "landing" / "reader.py"]
+_VALIDATION_SOURCES = [*sorted((_ROOT / "schemas").glob("*.py")), _ROOT / "ketreg" / "landing" / "reader.py"]
 
 
 def validation_fingerprint(protocol: Protocol) -> str:
@@ -86,7 +86,9 @@ def _counts(raw: pl.DataFrame, result: TableValidation, table: TableContract) ->
     return (
         read.join(accepted, on=key, how="left")
         .join(quarantined, on=key, how="left")
-        .with_columns(pl.col("rows_accepted", "rows_quarantined").fill_null(0), pl.lit(table.file_name).alias("file_name"))
+        .with_columns(
+            pl.col("rows_accepted", "rows_quarantined").fill_null(0), pl.lit(table.file_name).alias("file_name")
+        )
     )
 
 

@@ -51,4 +51,4 @@ def ensure_staging_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(ddl)
 
 
-STAGED_TABLES = tuple(table.name for table in TABLES) + ("quarantine", "file_counts", "exports")
+STAGED_TABLES = (*tuple(table.name for table in TABLES), "quarantine", "file_counts", "exports")

@@ -18,5 +18,8 @@ def analyst_registry(settings: RegistrySettings) -> dg.MaterializeResult:
     with settings.working_db() as con:
         counts = publish(con, settings.analyst_db_path)
     return dg.MaterializeResult(
-        metadata={"path": dg.MetadataValue.path(str(settings.analyst_db_path)), **{f"rows_{t}": n for t, n in counts.items()}}
+        metadata={
+            "path": dg.MetadataValue.path(str(settings.analyst_db_path)),
+            **{f"rows_{table}": rows for table, rows in counts.items()},
+        }
     )

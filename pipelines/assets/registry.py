@@ -33,8 +33,9 @@ def _registry_asset(name: str) -> dg.AssetsDefinition:
     )
     def _build(settings: RegistrySettings, pseudonym_key: PseudonymKey) -> dg.MaterializeResult:
         with settings.working_db() as con:
-            prepare(con, pseudonym_key.key)
-            rows = build_table(con, name, settings.protocol())
+            protocol = settings.protocol()
+            prepare(con, pseudonym_key.key, protocol)
+            rows = build_table(con, name, protocol)
         return dg.MaterializeResult(metadata={"rows": rows})
 
     _build.__name__ = f"registry_{name}"
