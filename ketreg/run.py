@@ -9,8 +9,8 @@ from pathlib import Path
 import dagster as dg
 
 from ketreg.registry.pseudonym import key_from_environment
-from pipelines.definitions import ALL_ASSETS
 from pipelines.checks import registry_checks
+from pipelines.definitions import ALL_ASSETS
 from pipelines.resources import PseudonymKey, RegistrySettings
 
 
