@@ -76,8 +76,10 @@ def parse_table(raw: pl.DataFrame, table: TableContract) -> tuple[pl.DataFrame, 
                     "row",
                     pl.lit(column).alias("column"),
                     pl.lit("type").alias("rule"),
-                    pl.format("{} must be {} (got '{}')", pl.lit(column), pl.lit(EXPECTED_TEXT[base]), "text")
-                    .alias("message"),
+                    # concat_str, not pl.format: pl.format with literal arguments panics in polars 2.1.
+                    pl.concat_str(
+                        [pl.lit(f"{column} must be {EXPECTED_TEXT[base]} (got '"), pl.col("text"), pl.lit("')")]
+                    ).alias("message"),
                 )
             )
     lineage = [c for c in raw.columns if c not in table.columns]

@@ -150,8 +150,8 @@ def _describe_broken_reference(broken: pl.DataFrame, ref: Reference, parent: Par
         pl.lit(column).alias("column"),
         pl.when(was_quarantined).then(pl.lit("parent_quarantined")).otherwise(pl.lit(ref.name)).alias("rule"),
         pl.when(was_quarantined)
-        .then(pl.format("{} '{}' was quarantined in {}.csv", pl.lit(column), values, pl.lit(ref.parent_table)))
-        .otherwise(pl.format("{} (got '{}')", pl.lit(ref.message), values))
+        .then(pl.concat_str([pl.lit(f"{column} '"), values, pl.lit(f"' was quarantined in {ref.parent_table}.csv")]))
+        .otherwise(pl.concat_str([pl.lit(f"{ref.message} (got '"), values, pl.lit("')")]))
         .alias("message"),
     )
 
