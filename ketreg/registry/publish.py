@@ -8,26 +8,39 @@ from pathlib import Path
 
 import duckdb
 
-from ketreg.registry.build import REGISTRY_TABLES
-
-PUBLISHED_TABLES = (*REGISTRY_TABLES, "ae_term_categories", "protocol")
+# Working-database schema → schema of the analysts' file. Registry tables sit in the analysts' main schema
+# (`FROM patients`); everything derived from them keeps its own schema (`FROM metrics.registry_metrics`).
+PUBLISHED_SCHEMAS = {"registry": "main", "metrics": "metrics"}
+# Written in the 1.4 storage format so analysts' tools still on DuckDB 1.4 (R, DBeaver) can open it.
 ANALYST_STORAGE_VERSION = "v1.4.0"
 
 
+def published_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """(schema, table) of every working-database table that analysts get."""
+    return con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name IN (SELECT unnest($schemas)) ORDER BY ALL",
+        {"schemas": list(PUBLISHED_SCHEMAS)},
+    ).fetchall()
+
+
 def publish(con: duckdb.DuckDBPyConnection, analyst_db: Path) -> dict[str, int]:
-    """Copy the registry schema of the working database into a fresh file and atomically replace
-    `analyst_db` with it. Returns the row count of each published table."""
+    """Copy the published schemas of the working database into a fresh file and atomically replace
+    `analyst_db` with it. Returns the row count of each published table (`metrics.x` outside main)."""
     analyst_db.parent.mkdir(parents=True, exist_ok=True)
     staging_file = analyst_db.with_name(f".{analyst_db.name}.publishing")
     for leftover in (staging_file, staging_file.with_name(staging_file.name + ".wal")):
         leftover.unlink(missing_ok=True)
-    # Written in the 1.4 storage format so analysts' tools still on DuckDB 1.4 (R, DBeaver) can open it.
+    tables = published_tables(con)
     con.execute(f"ATTACH '{staging_file}' AS snapshot (STORAGE_VERSION '{ANALYST_STORAGE_VERSION}')")
     counts: dict[str, int] = {}
     try:
-        for table in PUBLISHED_TABLES:
-            con.execute(f"CREATE TABLE snapshot.main.{table} AS SELECT * FROM registry.{table}")
-            counts[table] = con.execute(f"SELECT count(*) FROM snapshot.main.{table}").fetchone()[0]
+        for schema, table in tables:
+            target = PUBLISHED_SCHEMAS[schema]
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS snapshot.{target}")
+            con.execute(f"CREATE TABLE snapshot.{target}.{table} AS SELECT * FROM {schema}.{table}")
+            name = table if target == "main" else f"{target}.{table}"
+            counts[name] = con.execute(f"SELECT count(*) FROM snapshot.{target}.{table}").fetchone()[0]
         con.execute("CHECKPOINT snapshot")
     finally:
         con.execute("DETACH snapshot")
