@@ -48,6 +48,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  {failure}", file=sys.stderr)
         return EXIT_RUN_FAILED
     print(run_summary(analyst_db))
+    for warning in outcome.warnings:
+        print(f"  WARNING {warning}")
     return EXIT_OK
 
 

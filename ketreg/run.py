@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
 from ketreg.registry.pseudonym import key_from_environment
-from pipelines.checks import registry_checks
-from pipelines.definitions import ALL_ASSETS
+from pipelines.definitions import build_definitions
 from pipelines.resources import PseudonymKey, RegistrySettings
 
 
@@ -19,13 +18,15 @@ class RunOutcome:
     success: bool
     run_id: str
     failures: list[str]
+    warnings: list[str] = field(default_factory=list)
 
 
 def run_pipeline(
     landing: Path, analyst_db: Path, work_db: Path | None = None, protocol_file: Path | None = None
 ) -> RunOutcome:
-    """Materialize every asset (and run every check) in this process. Uses the Dagster instance of
-    DAGSTER_HOME when it is set, so the run shows in `dagster dev`; a throw-away instance otherwise."""
+    """Run the registry job (every asset and check, as sensors and schedules launch it) in this process.
+    Uses the Dagster instance of DAGSTER_HOME when it is set, so the run shows in `dagster dev`;
+    a throw-away instance otherwise."""
     key = key_from_environment()
     resources = {
         "settings": RegistrySettings(
@@ -37,9 +38,8 @@ def run_pipeline(
         "pseudonym_key": PseudonymKey(key=key),
     }
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    result = dg.materialize(
-        [*ALL_ASSETS, *registry_checks],
-        resources=resources,
+    job = build_definitions(resources).resolve_job_def("registry_job")
+    result = job.execute_in_process(
         instance=instance,
         raise_on_error=False,
         # The CLI prints its own summary; Dagster's step log goes to the instance (and `dagster dev`).
@@ -49,10 +49,15 @@ def run_pipeline(
         f"{event.step_key}: {event.step_failure_data.error.message.strip() if event.step_failure_data.error else ''}"
         for event in result.get_step_failure_events()
     ]
-    failures += [
-        f"check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} failed "
-        f"({evaluation.metadata.get('numerator').value} violations)"
-        for evaluation in result.get_asset_check_evaluations()
-        if not evaluation.passed
-    ]
-    return RunOutcome(success=result.success and not failures, run_id=result.run_id, failures=failures)
+    warnings: list[str] = []
+    for evaluation in result.get_asset_check_evaluations():
+        if evaluation.passed:
+            continue
+        message = (
+            f"check {evaluation.asset_key.to_user_string()}:{evaluation.check_name}: {evaluation.description}"
+        )
+        blocking = evaluation.severity == dg.AssetCheckSeverity.ERROR
+        (failures if blocking else warnings).append(message)
+    return RunOutcome(
+        success=result.success and not failures, run_id=result.run_id, failures=failures, warnings=warnings
+    )

@@ -1,12 +1,22 @@
-"""Asset checks on the registry tables: conservation, keys and references. Each result carries the
-number of violating rows, the number of rows checked, and the SQL that lists the violations."""
+"""Asset checks on the registry tables: conservation, keys, references, contract ranges after
+harmonisation, and sudden drops between a site's exports. Each result carries the number of violating rows
+(numerator), the number of rows checked (denominator) and the SQL that lists the violations.
 
+Blocking checks are those whose failure means the registry is corrupt: metrics and the analysts' file are
+then not refreshed in that run. A sudden drop in rows may be a real correction by the site, so it warns."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
+import duckdb
 
+from ketreg.registry.range_rules import violation_predicates
 from pipelines.resources import RegistrySettings
+from schemas.tables import TABLES
+
+# Given the working database and the settings, the SQL that lists violating rows.
+ViolationsSQL = Callable[[duckdb.DuckDBPyConnection, RegistrySettings], str]
 
 
 @dataclass(frozen=True)
@@ -14,9 +24,13 @@ class RegistryCheck:
     table: str
     name: str
     description: str
-    violations_sql: str  # lists the violating rows
+    violations_sql: ViolationsSQL
     checked_sql: str  # counts the rows checked
     blocking: bool = True
+
+
+def _fixed(sql: str) -> ViolationsSQL:
+    return lambda _con, _settings: sql
 
 
 def _primary_key(table: str, key: str) -> RegistryCheck:
@@ -24,8 +38,10 @@ def _primary_key(table: str, key: str) -> RegistryCheck:
         table,
         f"{key}_unique_not_null",
         f"{key} identifies each row of registry.{table}",
-        f"SELECT * FROM registry.{table} WHERE {key} IS NULL OR {key} IN "
-        f"(SELECT {key} FROM registry.{table} GROUP BY {key} HAVING count(*) > 1)",
+        _fixed(
+            f"SELECT * FROM registry.{table} WHERE {key} IS NULL OR {key} IN "
+            f"(SELECT {key} FROM registry.{table} GROUP BY {key} HAVING count(*) > 1)"
+        ),
         f"SELECT count(*) FROM registry.{table}",
     )
 
@@ -36,9 +52,46 @@ def _reference(table: str, key: str, parent: str, nullable: bool = False) -> Reg
         table,
         f"{key}_references_{parent}",
         f"every {key} of registry.{table} is a row of registry.{parent}",
-        f"SELECT * FROM registry.{table} WHERE {present}{key} NOT IN (SELECT {key} FROM registry.{parent})",
+        _fixed(f"SELECT * FROM registry.{table} WHERE {present}{key} NOT IN (SELECT {key} FROM registry.{parent})"),
         f"SELECT count(*) FROM registry.{table}",
     )
+
+
+def _contract_ranges(table: str) -> RegistryCheck:
+    contract = next(t for t in TABLES if t.name == table)
+
+    def violations(con: duckdb.DuckDBPyConnection, _settings: RegistrySettings) -> str:
+        columns = {row[0] for row in con.execute(f"DESCRIBE registry.{table}").fetchall()}
+        predicates = violation_predicates(contract, columns)
+        if table == "infusions":
+            # The protocol's plausibility limit, as recorded with this registry.
+            predicates += [
+                f"{rate} > (SELECT plausible_max_rate_mg_h FROM registry.protocol)"
+                for rate in ("initial_rate_mg_h", "max_rate_mg_h")
+            ]
+        where = " OR ".join(f"({p})" for p in predicates) or "false"
+        return f"SELECT * FROM registry.{table} WHERE {where}"
+
+    return RegistryCheck(
+        table,
+        "values_within_contract_ranges",
+        f"every value of registry.{table} still keeps the contract's ranges and codes after harmonisation",
+        violations,
+        f"SELECT count(*) FROM registry.{table}",
+    )
+
+
+def _row_drop(con: duckdb.DuckDBPyConnection, settings: RegistrySettings) -> str:
+    return f"""
+        WITH accepted AS (
+            SELECT site_id, export_id, file_name, rows_accepted,
+                   row_number() OVER (PARTITION BY site_id, file_name ORDER BY export_id DESC) AS recency
+            FROM registry.file_counts WHERE export_status = 'accepted')
+        SELECT cur.site_id, cur.file_name, prev.export_id AS previous_export, prev.rows_accepted AS previous_rows,
+               cur.export_id AS current_export, cur.rows_accepted AS current_rows
+        FROM accepted AS cur
+        JOIN accepted AS prev ON prev.site_id = cur.site_id AND prev.file_name = cur.file_name AND prev.recency = 2
+        WHERE cur.recency = 1 AND cur.rows_accepted < (1 - {settings.max_row_drop_share}) * prev.rows_accepted"""
 
 
 CHECKS = (
@@ -46,15 +99,23 @@ CHECKS = (
         "file_counts",
         "rows_conserved",
         "every row read from a file is either accepted or quarantined",
-        "SELECT * FROM registry.file_counts WHERE rows_read <> rows_accepted + rows_quarantined",
+        _fixed("SELECT * FROM registry.file_counts WHERE rows_read <> rows_accepted + rows_quarantined"),
         "SELECT count(*) FROM registry.file_counts",
     ),
     RegistryCheck(
         "file_counts",
         "accepted_rows_reach_registry",
         "every accepted row of each site's current export reached its registry table",
-        "SELECT * FROM registry.file_counts WHERE is_current_export AND rows_in_registry <> rows_accepted",
+        _fixed("SELECT * FROM registry.file_counts WHERE is_current_export AND rows_in_registry <> rows_accepted"),
         "SELECT count(*) FROM registry.file_counts WHERE is_current_export",
+    ),
+    RegistryCheck(
+        "file_counts",
+        "no_sudden_row_drop",
+        "no file of a site's current export lost more than the configured share of its previous export's rows",
+        _row_drop,
+        "SELECT count(*) FROM registry.file_counts WHERE is_current_export",
+        blocking=False,
     ),
     _primary_key("patients", "patient_key"),
     _primary_key("infusions", "infusion_key"),
@@ -65,6 +126,7 @@ CHECKS = (
     _reference("assessments", "infusion_key", "infusions", nullable=True),
     _reference("adverse_events", "infusion_key", "infusions"),
     _reference("dispositions", "patient_key", "patients"),
+    *[_contract_ranges(table.name) for table in TABLES],
 )
 
 
@@ -77,15 +139,17 @@ def _asset_check(check: RegistryCheck) -> dg.AssetChecksDefinition:
     )
     def _run(settings: RegistrySettings) -> dg.AssetCheckResult:
         with settings.working_db() as con:
-            violations = con.execute(f"SELECT count(*) FROM ({check.violations_sql})").fetchone()[0]
+            violations_sql = check.violations_sql(con, settings).strip()
+            violations = con.execute(f"SELECT count(*) FROM ({violations_sql})").fetchone()[0]
             checked = con.execute(check.checked_sql).fetchone()[0]
         return dg.AssetCheckResult(
             passed=violations == 0,
             severity=dg.AssetCheckSeverity.ERROR if check.blocking else dg.AssetCheckSeverity.WARN,
+            description=f"{violations} of {checked} rows violate: {check.description}",
             metadata={
                 "numerator": violations,
                 "denominator": checked,
-                "violations_sql": dg.MetadataValue.md(f"```sql\n{check.violations_sql}\n```"),
+                "violations_sql": dg.MetadataValue.md(f"```sql\n{violations_sql}\n```"),
             },
         )
 

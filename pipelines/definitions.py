@@ -7,14 +7,27 @@ from pipelines.assets.publish import analyst_registry
 from pipelines.assets.registry import registry_assets
 from pipelines.assets.staging import stage_exports
 from pipelines.checks import registry_checks
+from pipelines.jobs import registry_job
 from pipelines.resources import default_resources
+from pipelines.schedules import nightly_rebuild
+from pipelines.sensors import landing_sensor
 
 ALL_ASSETS = [landing_exports, stage_exports, *registry_assets, analyst_registry]
 
-defs = dg.Definitions(
-    assets=ALL_ASSETS,
-    asset_checks=registry_checks,
-    resources=default_resources(),
-    # Every step opens the same DuckDB file, which admits one writer: run steps one after another in-process.
-    executor=dg.in_process_executor,
-)
+
+def build_definitions(resources: dict[str, dg.ConfigurableResource] | None = None) -> dg.Definitions:
+    """The Definitions with the given resources (the environment's defaults when None): `ketreg run` and
+    the tests bind their own paths and key this way."""
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        asset_checks=registry_checks,
+        jobs=[registry_job],
+        sensors=[landing_sensor],
+        schedules=[nightly_rebuild],
+        resources=resources if resources is not None else default_resources(),
+        # Every step opens the same DuckDB file, which admits one writer: run steps one after another.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

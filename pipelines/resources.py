@@ -20,6 +20,10 @@ class RegistrySettings(dg.ConfigurableResource):
     analyst_db: str
     work_db: str = ""
     protocol_file: str = ""
+    # The sensor leaves an export alone until its files have been still this long (a copy in progress).
+    landing_settle_seconds: float = 60.0
+    # A site's current export with fewer rows than (1 − this share) × its previous export raises a warning.
+    max_row_drop_share: float = 0.2
 
     @property
     def landing_path(self) -> Path:
