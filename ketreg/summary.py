@@ -21,7 +21,7 @@ def _summary(con: duckdb.DuckDBPyConnection, analyst_db: Path) -> str:
     lines: list[str] = []
     sites, exports, rejected = con.execute(
         "SELECT count(DISTINCT site_id), count(*), count(*) FILTER (status = 'rejected') FROM exports"
-    ).fetchone()
+    ).fetchall()[0]
     lines.append(f"Registry {analyst_db}: {sites} sites, {exports} exports ({rejected} rejected)")
     for site, export, reason in con.execute(
         "SELECT site_id, export_id, rejection_reason FROM exports WHERE status = 'rejected' ORDER BY ALL"
@@ -40,7 +40,7 @@ def _summary(con: duckdb.DuckDBPyConnection, analyst_db: Path) -> str:
     lines.append("")
     cohort, excluded = con.execute(
         "SELECT count(*) FILTER (in_analysis_cohort), count(*) FILTER (NOT in_analysis_cohort) FROM patients"
-    ).fetchone()
+    ).fetchall()[0]
     lines.append(f"  analysis cohort: {cohort} patients ({excluded} excluded for prior neuropathy)")
     deviations = con.execute(
         "SELECT deviation, count(*) FROM protocol_deviations GROUP BY ALL ORDER BY ALL"

@@ -12,6 +12,7 @@ import dagster as dg
 import duckdb
 
 from ketreg.registry.range_rules import violation_predicates
+from ketreg.warehouse.connection import scalar
 from pipelines.resources import RegistrySettings
 from schemas.tables import TABLES
 
@@ -84,14 +85,14 @@ def _contract_ranges(table: str) -> RegistryCheck:
 def _row_drop(con: duckdb.DuckDBPyConnection, settings: RegistrySettings) -> str:
     return f"""
         WITH accepted AS (
-            SELECT site_id, export_id, file_name, rows_accepted,
+            SELECT site_id, export_id, file_name, rows_read,
                    row_number() OVER (PARTITION BY site_id, file_name ORDER BY export_id DESC) AS recency
             FROM registry.file_counts WHERE export_status = 'accepted')
-        SELECT cur.site_id, cur.file_name, prev.export_id AS previous_export, prev.rows_accepted AS previous_rows,
-               cur.export_id AS current_export, cur.rows_accepted AS current_rows
+        SELECT cur.site_id, cur.file_name, prev.export_id AS previous_export, prev.rows_read AS previous_rows,
+               cur.export_id AS current_export, cur.rows_read AS current_rows
         FROM accepted AS cur
         JOIN accepted AS prev ON prev.site_id = cur.site_id AND prev.file_name = cur.file_name AND prev.recency = 2
-        WHERE cur.recency = 1 AND cur.rows_accepted < (1 - {settings.max_row_drop_share}) * prev.rows_accepted"""
+        WHERE cur.recency = 1 AND cur.rows_read < (1 - {settings.max_row_drop_share}) * prev.rows_read"""
 
 
 CHECKS = (
@@ -140,8 +141,8 @@ def _asset_check(check: RegistryCheck) -> dg.AssetChecksDefinition:
     def _run(settings: RegistrySettings) -> dg.AssetCheckResult:
         with settings.working_db() as con:
             violations_sql = check.violations_sql(con, settings).strip()
-            violations = con.execute(f"SELECT count(*) FROM ({violations_sql})").fetchone()[0]
-            checked = con.execute(check.checked_sql).fetchone()[0]
+            violations = scalar(con, f"SELECT count(*) FROM ({violations_sql})")
+            checked = scalar(con, check.checked_sql)
         return dg.AssetCheckResult(
             passed=violations == 0,
             severity=dg.AssetCheckSeverity.ERROR if check.blocking else dg.AssetCheckSeverity.WARN,

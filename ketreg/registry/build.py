@@ -6,7 +6,7 @@ import duckdb
 import polars as pl
 
 from ketreg.registry.pseudonym import install_pseudonym_macro
-from ketreg.warehouse.connection import run_sql_file
+from ketreg.warehouse.connection import run_sql_file, scalar
 from schemas.enums import AE_TERM_CATEGORY
 from schemas.protocol import Protocol
 
@@ -56,4 +56,4 @@ def build_table(con: duckdb.DuckDBPyConnection, name: str, protocol: Protocol) -
     except BaseException:
         con.rollback()
         raise
-    return con.execute(f"SELECT count(*) FROM registry.{name}").fetchone()[0]
+    return scalar(con, f"SELECT count(*) FROM registry.{name}")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import duckdb
 
+from ketreg.warehouse.connection import scalar
+
 # Working-database schema → schema of the analysts' file. Registry tables sit in the analysts' main schema
 # (`FROM patients`); everything derived from them keeps its own schema (`FROM metrics.registry_metrics`).
 PUBLISHED_SCHEMAS = {"registry": "main", "metrics": "metrics"}
@@ -40,7 +42,7 @@ def publish(con: duckdb.DuckDBPyConnection, analyst_db: Path) -> dict[str, int]:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS snapshot.{target}")
             con.execute(f"CREATE TABLE snapshot.{target}.{table} AS SELECT * FROM {schema}.{table}")
             name = table if target == "main" else f"{target}.{table}"
-            counts[name] = con.execute(f"SELECT count(*) FROM snapshot.{target}.{table}").fetchone()[0]
+            counts[name] = scalar(con, f"SELECT count(*) FROM snapshot.{target}.{table}")
         con.execute("CHECKPOINT snapshot")
     finally:
         con.execute("DETACH snapshot")

@@ -36,3 +36,9 @@ def run_sql_file(
     text = sql_text(relative)
     used = {name: value for name, value in (parameters or {}).items() if f"${name}" in text}
     con.execute(text, used) if used else con.execute(text)
+
+
+def scalar(con: duckdb.DuckDBPyConnection, query: str, parameters: Mapping[str, Any] | None = None) -> Any:
+    """The single value of `query`. Fetches the whole result: DuckDB 2 streams results, and a result left
+    unfinished (as `fetchone()` leaves it) blocks the connection for the next statement."""
+    return con.execute(query, parameters or {}).fetchall()[0][0]

@@ -2,14 +2,14 @@
 
 import dagster as dg
 
-from ketreg.registry.build import REGISTRY_TABLES
 from ketreg.registry.publish import publish
+from pipelines.assets.registry import registry_assets
 from pipelines.resources import RegistrySettings
 
 
 @dg.asset(
     key=["publish", "analyst_registry"],
-    deps=[["registry", name] for name in REGISTRY_TABLES],
+    deps=[asset.key for asset in registry_assets],
     group_name="publish",
     kinds={"duckdb"},
 )

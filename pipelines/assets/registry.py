@@ -3,7 +3,9 @@
 import dagster as dg
 
 from ketreg.registry.build import REGISTRY_TABLES, build_table, prepare
+from ketreg.registry.export_changes import build_export_changes
 from pipelines.resources import PseudonymKey, RegistrySettings
+from schemas.tables import TABLES
 
 # What each registry table is built from (besides its own staged table).
 _UPSTREAM = {
@@ -42,4 +44,27 @@ def _registry_asset(name: str) -> dg.AssetsDefinition:
     return _build
 
 
-registry_assets = [_registry_asset(name) for name in REGISTRY_TABLES]
+
+
+@dg.asset(
+    key=["registry", "export_changes"],
+    deps=[["registry", "exports"], *[["staging", t.name] for t in TABLES]],
+    group_name="registry",
+    kinds={"duckdb", "sql"},
+)
+def registry_export_changes(settings: RegistrySettings) -> dg.MaterializeResult:
+    """registry.export_changes: per site and file, rows added, removed and changed by the newest export
+    against the previous one, and which columns changed (sql/registry/export_changes_for_table.sql)."""
+    with settings.working_db() as con:
+        rows = build_export_changes(con)
+        largest_removal = con.execute(
+            "SELECT site_id || ' ' || file_name, rows_removed FROM registry.export_changes "
+            "ORDER BY rows_removed DESC LIMIT 1"
+        ).fetchall()
+    metadata: dict[str, object] = {"rows": rows}
+    if largest_removal:
+        metadata["largest_removal"] = f"{largest_removal[0][0]}: {largest_removal[0][1]} rows"
+    return dg.MaterializeResult(metadata=metadata)
+
+
+registry_assets = [*(_registry_asset(name) for name in REGISTRY_TABLES), registry_export_changes]

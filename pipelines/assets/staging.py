@@ -6,6 +6,7 @@ import dagster as dg
 from ketreg.landing.discovery import LandingScan
 from ketreg.staging.stage import stage_landing
 from ketreg.staging.tables import STAGED_TABLES, ensure_staging_tables
+from ketreg.warehouse.connection import scalar
 from pipelines.resources import RegistrySettings
 
 
@@ -25,7 +26,7 @@ def stage_exports(context: dg.AssetExecutionContext, settings: RegistrySettings,
         ensure_staging_tables(con)
         report = stage_landing(con, scan.exports, settings.protocol())
         counts = {
-            name: con.execute(f"SELECT count(*) FROM staging.{name}").fetchone()[0] for name in STAGED_TABLES
+            name: scalar(con, f"SELECT count(*) FROM staging.{name}") for name in STAGED_TABLES
         }
     for label, reason in report.rejected.items():
         context.log.warning(f"export {label} rejected: {reason}")
