@@ -1,8 +1,9 @@
-"""`ketreg`: generate synthetic site exports and run the registry pipeline."""
+"""`ketreg`: generate synthetic site exports, run the registry pipeline, and freeze releases."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def _run(args: argparse.Namespace) -> int:
         load_protocol(args.protocol)
         outcome = run_pipeline(
             landing, analyst_db, Path(args.work_db) if args.work_db else None,
-            Path(args.protocol) if args.protocol else None,
+            Path(args.protocol) if args.protocol else None, rebuild=args.rebuild,
         )
     except (MissingPseudonymKey, ProtocolError) as exc:
         print(f"ketreg run: {exc}", file=sys.stderr)
@@ -50,6 +51,28 @@ def _run(args: argparse.Namespace) -> int:
     print(run_summary(analyst_db))
     for warning in outcome.warnings:
         print(f"  WARNING {warning}")
+    return EXIT_OK
+
+
+def _release(args: argparse.Namespace) -> int:
+    from ketreg.registry.release import ReleaseError, make_release, verify_release
+
+    releases_dir = Path(args.releases_dir)
+    if args.verify:
+        verification = verify_release(args.name, releases_dir)
+        if verification.ok:
+            print(f"release {args.name} verifies: every table and file matches its manifest")
+            return EXIT_OK
+        print(f"release {args.name} does NOT verify:", file=sys.stderr)
+        for problem in verification.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    try:
+        folder = make_release(args.name, Path(args.db), releases_dir)
+    except ReleaseError as exc:
+        print(f"ketreg release: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"release {args.name} frozen in {folder} (manifest: {folder / 'manifest.json'})")
     return EXIT_OK
 
 
@@ -70,7 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--db", required=True, help="the analysts' DuckDB file to publish")
     run.add_argument("--work-db", help="the pipeline's private working database (default: next to --db)")
     run.add_argument("--protocol", help="protocol limits file (default: config/protocol.yaml)")
+    run.add_argument(
+        "--rebuild", action="store_true",
+        help="start from an empty working database: every export is read and validated again",
+    )
     run.set_defaults(handler=_run)
+
+    release = commands.add_parser("release", help="freeze the published registry, or verify a release")
+    release.add_argument("name", help="release name, e.g. 2026-12-interim")
+    release.add_argument("--verify", action="store_true", help="recompute the hashes of an existing release")
+    release.add_argument("--db", default=os.environ.get("KETREG_DB", "demo/registry.duckdb"),
+                         help="the published registry to freeze (default: $KETREG_DB or demo/registry.duckdb)")
+    release.add_argument("--releases-dir", default=os.environ.get("KETREG_RELEASES", "releases"),
+                         help="where releases live (default: $KETREG_RELEASES or ./releases)")
+    release.set_defaults(handler=_release)
     return parser
 
 

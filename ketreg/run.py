@@ -22,7 +22,11 @@ class RunOutcome:
 
 
 def run_pipeline(
-    landing: Path, analyst_db: Path, work_db: Path | None = None, protocol_file: Path | None = None
+    landing: Path,
+    analyst_db: Path,
+    work_db: Path | None = None,
+    protocol_file: Path | None = None,
+    rebuild: bool = False,
 ) -> RunOutcome:
     """Run the registry job (every asset and check, as sensors and schedules launch it) in this process.
     Uses the Dagster instance of DAGSTER_HOME when it is set, so the run shows in `dagster dev`;
@@ -37,6 +41,11 @@ def run_pipeline(
         ),
         "pseudonym_key": PseudonymKey(key=key),
     }
+    if rebuild:
+        # The working database is derived from the landing folder only: dropping it loses nothing.
+        settings = resources["settings"]
+        for path in (settings.work_db_path, settings.work_db_path.with_name(settings.work_db_path.name + ".wal")):
+            path.unlink(missing_ok=True)
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     job = build_definitions(resources).resolve_job_def("registry_job")
     result = job.execute_in_process(
