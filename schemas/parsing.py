@@ -54,36 +54,38 @@ def parse_table(raw: pl.DataFrame, table: TableContract) -> tuple[pl.DataFrame, 
     Returns the typed frame (same rows, same order, lineage kept) and the parse failures, one row per
     cell that held text the type cannot read: `row`, `column`, `rule` ("type"), `message`.
     """
+    lineage = [c for c in raw.columns if c not in table.columns]
+    # Clean once, parse once: each column's text is read a single time however many rules look at it.
+    cleaned = raw.select(*lineage, *[cleaned_text(c).alias(c) for c in table.columns])
     typed_columns: list[pl.Expr] = []
-    failure_frames: list[pl.DataFrame] = []
     for column in table.columns:
-        dtype = table.polars_type(column)
-        text = cleaned_text(column)
-        typed = _parse(text, dtype)
+        typed = _parse(pl.col(column), table.polars_type(column))
         when_missing = (table.base_schema.columns[column].metadata or {}).get("when_missing")
         if when_missing is not None:
             typed = typed.fill_null(when_missing)
         typed_columns.append(typed.alias(column))
+    typed_frame = cleaned.select(*lineage, *typed_columns)
+
+    failure_frames: list[pl.DataFrame] = []
+    for column in table.columns:
+        dtype = table.polars_type(column)
         if dtype == pl.String:
             continue
+        unreadable = cleaned[column].is_not_null() & typed_frame[column].is_null()
+        if not unreadable.any():
+            continue
         base = dtype.base_type() if hasattr(dtype, "base_type") else dtype
-        unreadable = raw.select(
-            pl.int_range(pl.len(), dtype=pl.Int64).alias("row"), text.alias("text"), typed.alias("typed")
-        ).filter(pl.col("text").is_not_null() & pl.col("typed").is_null())
-        if unreadable.height:
-            failure_frames.append(
-                unreadable.select(
-                    "row",
-                    pl.lit(column).alias("column"),
-                    pl.lit("type").alias("rule"),
-                    # concat_str, not pl.format: pl.format with literal arguments panics in polars 2.1.
-                    pl.concat_str(
-                        [pl.lit(f"{column} must be {EXPECTED_TEXT[base]} (got '"), pl.col("text"), pl.lit("')")]
-                    ).alias("message"),
-                )
+        prefix = f"{column} must be {EXPECTED_TEXT[base]} (got '"
+        failure_frames.append(
+            pl.DataFrame({"row": unreadable.arg_true().cast(pl.Int64), "text": cleaned[column].filter(unreadable)})
+            .select(
+                "row",
+                pl.lit(column).alias("column"),
+                pl.lit("type").alias("rule"),
+                # concat_str, not pl.format: pl.format with literal arguments panics in polars 2.1.
+                pl.concat_str([pl.lit(prefix), pl.col("text"), pl.lit("')")]).alias("message"),
             )
-    lineage = [c for c in raw.columns if c not in table.columns]
-    typed_frame = raw.select(*lineage, *typed_columns)
+        )
     return typed_frame, concat_failures(failure_frames)
 
 

@@ -1,4 +1,5 @@
-"""The treatment protocol's limits, loaded from one YAML file (`config/protocol.yaml` by default)."""
+"""The treatment protocol's limits, and the settings of the registry metrics, loaded from one YAML file
+(`config/protocol.yaml` by default)."""
 
 from __future__ import annotations
 
@@ -72,3 +73,87 @@ def load_protocol(path: Path | str | None = None) -> Protocol:
     if not 0 < protocol.responder_reduction <= protocol.substantial_reduction < 1:
         raise ProtocolError(f"protocol file {path}: response thresholds must satisfy 0 < responder ≤ substantial < 1")
     return protocol
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    """Settings of the registry metrics: the `metrics:` section of the protocol file.
+
+    Kept apart from `Protocol` on purpose: they change how the registry is summarised, not how a row is validated,
+    so they stay out of `Protocol.fingerprint` (a new benchmark rate must not re-validate every export).
+    """
+
+    durable_relief_days: int
+    interruption_follow_up_days: int
+    return_to_baseline_margin_nprs: int
+    moderate_baseline_nprs_from: int
+    severe_baseline_nprs_from: int
+    predictor_min_patients_per_level: int
+    predictor_min_events_per_parameter: float
+    planning_alpha: float
+    planning_powers: tuple[float, ...]
+    benchmark_responder_rate: float
+    comparator_responder_rate: float
+    comparator_mean_nprs_change: float
+    planned_patients_per_site: int
+
+    def as_sql_parameters(self) -> dict[str, float | int]:
+        """The scalar settings as named parameters for the SQL files (`$durable_relief_days`, …)."""
+        return {name: value for name, value in asdict(self).items() if not isinstance(value, tuple | list)}
+
+
+def load_metric_settings(path: Path | str | None = None) -> MetricSettings:
+    """The `metrics:` section of a protocol file (the default file's when that file has none)."""
+    path = Path(path) if path else DEFAULT_PROTOCOL_FILE
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ProtocolError(f"protocol file {path} does not exist") from exc
+    section = raw.get("metrics") if isinstance(raw, dict) else None
+    if section is None and path != DEFAULT_PROTOCOL_FILE:
+        # A site protocol written before the metrics existed: summarise it the registry's default way.
+        return load_metric_settings(DEFAULT_PROTOCOL_FILE)
+    try:
+        planning = section["study_planning"]
+        settings = MetricSettings(
+            durable_relief_days=int(section["durable_relief_days"]),
+            interruption_follow_up_days=int(section["interruption"]["follow_up_days"]),
+            return_to_baseline_margin_nprs=int(section["interruption"]["return_to_baseline_margin_nprs"]),
+            moderate_baseline_nprs_from=int(section["baseline_nprs_bands"]["moderate_from"]),
+            severe_baseline_nprs_from=int(section["baseline_nprs_bands"]["severe_from"]),
+            predictor_min_patients_per_level=int(section["predictors"]["min_patients_per_level"]),
+            predictor_min_events_per_parameter=float(section["predictors"]["min_events_per_parameter"]),
+            planning_alpha=float(planning["alpha"]),
+            planning_powers=tuple(float(power) for power in planning["power"]),
+            benchmark_responder_rate=float(planning["benchmark_responder_rate"]),
+            comparator_responder_rate=float(planning["comparator_responder_rate"]),
+            comparator_mean_nprs_change=float(planning["comparator_mean_nprs_change"]),
+            planned_patients_per_site=int(planning["planned_patients_per_site"]),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ProtocolError(
+            f"protocol file {path} lacks the metrics setting {exc}; compare with the `metrics:` section of "
+            f"{DEFAULT_PROTOCOL_FILE}"
+        ) from exc
+    problems = [
+        message
+        for failed, message in (
+            (settings.durable_relief_days < 0, "durable_relief_days must be ≥ 0"),
+            (settings.interruption_follow_up_days < 0, "interruption.follow_up_days must be ≥ 0"),
+            (not 0 < settings.moderate_baseline_nprs_from < settings.severe_baseline_nprs_from <= 10,
+             "baseline_nprs_bands must satisfy 0 < moderate_from < severe_from ≤ 10"),
+            (settings.predictor_min_patients_per_level < 1, "predictors.min_patients_per_level must be ≥ 1"),
+            (not 0 < settings.planning_alpha < 1, "study_planning.alpha must be between 0 and 1"),
+            (not settings.planning_powers or not all(0 < p < 1 for p in settings.planning_powers),
+             "study_planning.power must list powers between 0 and 1"),
+            (not 0 < settings.benchmark_responder_rate < 1,
+             "study_planning.benchmark_responder_rate must be between 0 and 1"),
+            (not 0 < settings.comparator_responder_rate < 1,
+             "study_planning.comparator_responder_rate must be between 0 and 1"),
+            (settings.planned_patients_per_site < 1, "study_planning.planned_patients_per_site must be ≥ 1"),
+        )
+        if failed
+    ]
+    if problems:
+        raise ProtocolError(f"protocol file {path}, metrics section: " + "; ".join(problems))
+    return settings

@@ -123,9 +123,10 @@ def _reference_failures(
         for columns, rows in failed_by.items():
             if set(columns) < set(ref.columns):
                 candidates = candidates.filter(~pl.col("row").is_in(rows.implode()))
+        # Accepted parent keys are unique within their export already (ids are unique in the file).
         parent_keys = parent.accepted.select(
             *EXPORT_KEY, *[pl.col(p).alias(c) for c, p in zip(ref.columns, ref.parent_columns, strict=True)]
-        ).unique()
+        )
         broken = candidates.join(parent_keys, on=[*EXPORT_KEY, *ref.columns], how="anti")
         failed_by[ref.columns] = broken["row"]
         if not broken.height:
