@@ -14,6 +14,8 @@ from pipelines.resources import RegistrySettings
 def landing_sensor(context: dg.SensorEvaluationContext, settings: RegistrySettings) -> dg.SensorResult:
     """Compares each export folder's signature with the cursor (JSON: export → signature seen). A run key
     made of what changed means a changed export gets a new run, and a re-evaluation never a duplicate."""
+    if not settings.landing_path.is_dir():
+        return dg.SensorResult(skip_reason=dg.SkipReason(f"landing folder {settings.landing_dir} does not exist"))
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     current = export_signatures(settings.landing_path, settings.landing_settle_seconds)
     changed = sorted(label for label, signature in current.items() if seen.get(label) != signature)

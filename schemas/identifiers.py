@@ -18,10 +18,18 @@ _IDENTIFIER_NAME = re.compile(
 )
 
 
+# Words that mark a direct identifier wherever they appear in a name (`address_line_1`, `phone_no`,
+# `patient_mrn`). "name" is not among them: `drug_name` is not about the patient.
+_IDENTIFIER_WORDS = frozenset(
+    {"address", "street", "postcode", "zip", "phone", "telephone", "mobile", "fax", "email", "mrn", "ssn", "nhs"}
+)
+
+
 def normalised(column: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", column.strip().lower()).strip("_")
 
 
 def looks_like_identifier(column: str) -> bool:
     """True for names, record numbers, addresses, phone numbers, e-mail and full dates of birth."""
-    return bool(_IDENTIFIER_NAME.match(normalised(column)))
+    name = normalised(column)
+    return bool(_IDENTIFIER_NAME.match(name)) or bool(_IDENTIFIER_WORDS & set(name.split("_"))) or "e_mail" in name

@@ -162,14 +162,24 @@ def validate_table(
     table: TableContract,
     protocol: Protocol,
     parents: dict[str, ParentRows] | None = None,
+    extra_failures: pl.DataFrame | None = None,
 ) -> TableValidation:
     """Split `raw` (text cells, lineage columns `site_id`, `export_id`, `source_line`) into accepted and
-    quarantined rows. `parents` holds the already validated parent files that references point to."""
+    quarantined rows. `parents` holds the already validated parent files that references point to.
+
+    `extra_failures` (row, column, rule, message; row = position in `raw`) are failures found before the
+    text reached the contract, such as a site's value that could not be converted to the contract's unit.
+    They quarantine their rows like any other failure and stand in for what the parser or Pandera would
+    say about the same cell."""
     typed, parse_failures = parse_table(raw, table)
     schema_failures = _pandera_failures(raw, typed, table, protocol)
     # A cell that could not be read is also empty to Pandera: say "unreadable" once, not "required" too.
     schema_failures = schema_failures.join(parse_failures.select("row", "column"), on=["row", "column"], how="anti")
     failures = [parse_failures, schema_failures]
+    if extra_failures is not None and extra_failures.height:
+        extra = concat_failures([extra_failures])
+        failures = [f.join(extra.select("row", "column"), on=["row", "column"], how="anti") for f in failures]
+        failures.append(extra)
     if table.references:
         failures.append(_reference_failures(typed, table, parents or {}))
     all_failures = concat_failures(failures)
