@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 DEMO_PSEUDONYM_KEY := ketreg-demo-key-synthetic-data-only
 DEMO := demo
 
-.PHONY: install demo test lint lock dev clean
+.PHONY: install demo test lint lock docs clean
 
 install: $(STAMP)
 
@@ -33,6 +33,9 @@ demo: install
 
 test: install
 	$(BIN)/pytest -q
+
+docs: install
+	$(BIN)/python -m schemas.dictionary
 
 lint: install
 	$(BIN)/ruff check .
