@@ -357,21 +357,6 @@ def test_impossible_arguments_are_refused(arguments: dict[str, Any], tmp_path: P
         generate_landing(tmp_path / "landing", **arguments)
 
 
-def test_generator_writes_the_columns_and_codes_of_the_contract_schemas() -> None:
-    # The generator keeps its own copy on purpose (it must test the schemas, not echo them); this catches
-    # the day the contract changes and the generator does not.
-    enums = pytest.importorskip("schemas.enums")
-    tables = pytest.importorskip("schemas.tables")
-    from ketreg.synthetic import contract
-
-    assert {t.name: t.columns for t in tables.TABLES} == contract.COLUMNS
-    for name in ("CANCER_TYPES", "CNP_ETIOLOGIES", "STOP_REASONS", "TIMEPOINTS", "AE_CATEGORIES"):
-        assert getattr(enums, name) == getattr(contract, name), name
-    for name in ("AE_TERM_CATEGORY", "AE_ACTIONS", "AE_OUTCOMES", "DISPOSITION_STATUSES", "DISPOSITION_REASONS"):
-        assert getattr(enums, name) == getattr(contract, name), name
-    assert enums.SEX == contract.SEXES
-
-
 # --- validity without faults -----------------------------------------------------------------------------
 
 

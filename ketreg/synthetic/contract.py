@@ -1,113 +1,32 @@
 """The canonical site-export contract v1 as the generator writes it: files, column order, code lists.
 
-The pipeline's schemas own the contract; this is the generator's own reading of it, kept apart on purpose so
-that generated files test those schemas instead of echoing them.
+Everything is read from the pipeline's schemas, the single source of truth: generated files still test
+those schemas, because what is generated (and which faults) is decided here, not there.
 """
 
-CONTRACT_VERSION = 1
+from schemas import enums
+from schemas.tables import CONTRACT_VERSION as _CONTRACT_VERSION
+from schemas.tables import TABLES as _TABLES
+
+CONTRACT_VERSION = int(_CONTRACT_VERSION)
 
 # Column order of every file (the contract fixes it; a file is read by header, but people read it too).
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "patients": (
-        "patient_id",
-        "sex",
-        "birth_year",
-        "weight_kg",
-        "cancer_type",
-        "metastatic",
-        "cnp_etiology",
-        "prior_neuropathy",
-        "cnp_diagnosis_date",
-    ),
-    "infusions": (
-        "infusion_id",
-        "patient_id",
-        "start_time",
-        "end_time",
-        "initial_rate_mg_h",
-        "max_rate_mg_h",
-        "total_dose_mg",
-        "completed",
-        "stop_reason",
-        "relief_duration_days",
-    ),
-    "assessments": (
-        "assessment_id",
-        "patient_id",
-        "infusion_id",
-        "assessed_at",
-        "timepoint",
-        "nprs",
-        "function_score",
-        "satisfaction",
-        "daily_mme",
-        "subjective_improvement",
-    ),
-    "adverse_events": (
-        "ae_id",
-        "patient_id",
-        "infusion_id",
-        "onset_time",
-        "term",
-        "category",
-        "grade",
-        "serious",
-        "action_taken",
-        "outcome",
-    ),
-    "dispositions": ("patient_id", "event_date", "status", "reason"),
-}
+COLUMNS: dict[str, tuple[str, ...]] = {table.name: table.columns for table in _TABLES}
 TABLES: tuple[str, ...] = tuple(COLUMNS)
 
-SEXES = ("F", "M", "X", "U")
-CANCER_TYPES = (
-    "breast",
-    "nerve_sheath_tumor",
-    "lung",
-    "colorectal",
-    "prostate",
-    "pancreatic",
-    "hematologic",
-    "head_and_neck",
-    "gynecologic",
-    "sarcoma",
-    "other",
-)
-CNP_ETIOLOGIES = ("tumor_compression", "cipn", "surgery", "radiation", "other")
-STOP_REASONS = ("adverse_event", "patient_request", "clinical_decision", "other")
-TIMEPOINTS = ("baseline", "pre", "post", "follow_up")
-AE_CATEGORIES = ("neurological", "psychiatric", "gastrointestinal", "cardiovascular", "respiratory", "other")
+SEXES = enums.SEX
+CANCER_TYPES = enums.CANCER_TYPES
+CNP_ETIOLOGIES = enums.CNP_ETIOLOGIES
+STOP_REASONS = enums.STOP_REASONS
+TIMEPOINTS = enums.TIMEPOINTS
+AE_CATEGORIES = enums.AE_CATEGORIES
 # Every term belongs to one body-system category; a site may leave the category empty (it is derived).
-AE_TERM_CATEGORY: dict[str, str] = {
-    "headache": "neurological",
-    "dizziness": "neurological",
-    "somnolence": "neurological",
-    "diplopia": "neurological",
-    "hallucination": "psychiatric",
-    "dysphoria": "psychiatric",
-    "anxiety": "psychiatric",
-    "nausea": "gastrointestinal",
-    "vomiting": "gastrointestinal",
-    "hypertension": "cardiovascular",
-    "tachycardia": "cardiovascular",
-    "hypotension": "cardiovascular",
-    "bradycardia": "cardiovascular",
-    "desaturation": "respiratory",
-    "other": "other",
-}
-AE_TERMS: tuple[str, ...] = tuple(AE_TERM_CATEGORY)
-AE_ACTIONS = ("none", "rate_reduced", "infusion_stopped", "prn_medication")
-AE_OUTCOMES = ("resolved", "resolving", "not_resolved", "fatal", "unknown")
-DISPOSITION_STATUSES = ("continuing", "discontinued", "interrupted", "resumed")
-DISPOSITION_REASONS = (
-    "unsatisfactory_relief",
-    "adverse_event",
-    "external_interruption",
-    "patient_choice",
-    "death",
-    "lost_to_follow_up",
-    "other",
-)
+AE_TERM_CATEGORY: dict[str, str] = enums.AE_TERM_CATEGORY
+AE_TERMS: tuple[str, ...] = enums.AE_TERMS
+AE_ACTIONS = enums.AE_ACTIONS
+AE_OUTCOMES = enums.AE_OUTCOMES
+DISPOSITION_STATUSES = enums.DISPOSITION_STATUSES
+DISPOSITION_REASONS = enums.DISPOSITION_REASONS
 
 
 def file_name(table: str) -> str:
