@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import duckdb
 import polars as pl
 
 from ketreg.landing.discovery import CONTRACT_DOC, ExportFile, LandingExport
@@ -14,6 +17,32 @@ FIRST_DATA_LINE = 2
 
 class UnreadableFile(ValueError):
     """The file is not a CSV the contract can read; the whole export is rejected with this message."""
+
+
+def _first_short_row(path: Path, header_width: int) -> str | None:
+    """The CSV error of the first row with fewer cells than the header, if there is one.
+
+    polars pads a short row with empty cells, which would pass off a broken row as a row with missing
+    values. Counting commas per line is cheap and can only over-count (a quoted comma), so a line with too
+    few of them is a candidate; DuckDB's strict reader then decides, and names the line."""
+    lines = pl.read_csv(
+        path, has_header=False, separator="\x1f", quote_char=None, infer_schema=False, new_columns=["line"]
+    )["line"]
+    if not (lines.str.count_matches(",", literal=True) < header_width - 1).any():
+        return None
+    columns = {f"column_{i}": "VARCHAR" for i in range(header_width)}
+    try:
+        duckdb.sql(
+            "SELECT count(*) FROM read_csv($path, delim = ',', quote = '\"', escape = '\"', header = true, "
+            "auto_detect = false, strict_mode = true, null_padding = false, columns = $columns)",
+            params={"path": str(path), "columns": columns},
+        ).fetchall()
+    except duckdb.Error as exc:
+        # Never the "Original Line" DuckDB quotes: it holds the site's patient ids and values.
+        message = str(exc).split("Possible fixes")[0]
+        kept = [line.strip() for line in message.splitlines() if line.strip()]
+        return " ".join(line for line in kept if not line.startswith("Original Line"))
+    return None
 
 
 def read_export_file(export: LandingExport, export_file: ExportFile) -> pl.DataFrame:
@@ -44,6 +73,12 @@ def read_export_file(export: LandingExport, export_file: ExportFile) -> pl.DataF
             f"is a comma, quotes are balanced, every row has the header's columns and the file is UTF-8 "
             f"({CONTRACT_DOC})"
         ) from exc
+    short_row = _first_short_row(export_file.path, len(export_file.header))
+    if short_row is not None:
+        raise UnreadableFile(
+            f"{export.label}/{export_file.path.name}: a row has fewer cells than the header ({short_row}); "
+            "every row needs one cell per column, empty cells included"
+        )
     frame = frame.rename(wanted)
     return frame.select(
         pl.lit(export.site_id).alias("site_id"),
