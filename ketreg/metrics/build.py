@@ -1,0 +1,59 @@
+"""Build the tables of the `metrics` schema: the SQL ones from `sql/metrics/`, and write the ones computed in
+Python (regression, sample sizes) from data frames."""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+
+from ketreg.warehouse.connection import run_sql_file
+from schemas.protocol import MetricSettings, Protocol
+
+# Every table of the metrics schema, in the order they are built; each is an asset `metrics/<name>`.
+METRIC_TABLES = ("patient_outcomes", "registry_metrics", "response_predictors", "study_planning")
+
+
+def prepare_metrics(con: duckdb.DuckDBPyConnection) -> None:
+    """The schema the metrics live in (published to analysts as `metrics.<table>`)."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS metrics")
+
+
+def build_sql_table(
+    con: duckdb.DuckDBPyConnection, name: str, protocol: Protocol, settings: MetricSettings
+) -> int:
+    """(Re)build `metrics.<name>` with `sql/metrics/<name>.sql` inside one transaction; returns its row count."""
+    prepare_metrics(con)
+    con.begin()
+    try:
+        run_sql_file(con, f"metrics/{name}.sql", {**protocol.as_sql_parameters(), **settings.as_sql_parameters()})
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    ((rows,),) = con.execute(f"SELECT count(*) FROM metrics.{name}").fetchall()
+    return rows
+
+
+def write_table(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> int:
+    """Replace `metrics.<name>` with the rows of `frame` (its column types become the table's)."""
+    prepare_metrics(con)
+    con.register("_metric_frame", frame)
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE metrics.{name} AS SELECT * FROM _metric_frame")
+    finally:
+        con.unregister("_metric_frame")
+    return frame.height
+
+
+def overall_metrics(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
+    """metric → (numerator, denominator, estimate, ci_low, ci_high, unit) of the overall rows."""
+    rows = con.execute(
+        "SELECT metric, numerator, denominator, estimate, ci_low, ci_high, unit FROM metrics.registry_metrics "
+        "WHERE stratum_type = 'overall'"
+    ).fetchall()
+    return {row[0]: row[1:] for row in rows}
+
+
+def read_table(con: duckdb.DuckDBPyConnection, name: str) -> pl.DataFrame:
+    """Every row of `metrics.<name>` as a polars frame."""
+    return con.sql(f"SELECT * FROM metrics.{name}").pl()

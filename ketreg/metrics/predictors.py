@@ -1,0 +1,239 @@
+"""Predictors of response: odds ratios of being a responder by etiology, cancer type, metastatic disease, baseline
+NPRS band and site, from logistic regressions that say "not estimable" instead of failing on sparse data.
+
+Why Python and not SQL: the regression needs statsmodels. The responder rates with Wilson intervals by the same
+factors are in metrics.registry_metrics; this table adds the odds ratios, one factor at a time (univariable)
+and all factors together (multivariable, each adjusted for the others).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import statsmodels.api as sm
+from scipy import stats
+from statsmodels.tools.sm_exceptions import ModelWarning, PerfectSeparationError
+
+from schemas.protocol import MetricSettings
+
+# Factor name in the table → column of metrics.patient_outcomes.
+FACTORS = {
+    "etiology": "cnp_etiology",
+    "cancer_type": "cancer_type",
+    "metastatic": "metastatic",
+    "baseline_nprs_band": "baseline_nprs_band",
+    "site": "site_id",
+}
+POOLED_LEVEL = "other (pooled)"
+# A log-odds standard error above this means the likelihood is flat in that direction (quasi-complete
+# separation): the odds ratio is reported as not estimable rather than as a meaningless 1e9 or 1e-9.
+MAX_LOG_ODDS_SE = 10.0
+
+SCHEMA = {
+    "model": pl.String,
+    "factor": pl.String,
+    "level": pl.String,
+    "reference_level": pl.String,
+    "patients": pl.Int64,
+    "responders": pl.Int64,
+    "odds_ratio": pl.Float64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+    "p_value": pl.Float64,
+    "estimable": pl.Boolean,
+    "note": pl.String,
+    "model_patients": pl.Int64,
+    "model_responders": pl.Int64,
+}
+
+
+@dataclass(frozen=True)
+class Design:
+    """The patients a model is fitted on, each factor's levels after pooling, and the levels left out."""
+
+    factors: list[str]
+    data: pl.DataFrame  # columns: responder (bool) and one text column per factor
+    references: dict[str, str]
+    levels: dict[str, list[str]]  # non-reference levels, each a coefficient
+    dropped_levels: dict[tuple[str, str], tuple[int, int, str]]  # (factor, level) → patients, responders, why
+    single_level: dict[str, str]  # factor → its only level
+
+
+def treated_patients(outcomes: pl.DataFrame) -> pl.DataFrame:
+    """The responder denominator (cohort patients with at least one infusion), factors as text."""
+    return outcomes.filter(pl.col("infusion_count") > 0).select(
+        pl.col("responder").fill_null(False),
+        *[
+            pl.col(column).cast(pl.String).str.to_lowercase().fill_null("unknown").alias(factor)
+            if column == "metastatic"
+            else pl.col(column).cast(pl.String).fill_null("unknown").alias(factor)
+            for factor, column in FACTORS.items()
+        ],
+    )
+
+
+def _pool_rare_levels(data: pl.DataFrame, factor: str, min_patients: int) -> pl.DataFrame:
+    counts = data.group_by(factor).len()
+    rare = counts.filter(pl.col("len") < min_patients)[factor].to_list()
+    if len(rare) < 2:
+        # A single rare level has nothing to be pooled with; it stays itself (and may prove not estimable).
+        return data
+    return data.with_columns(
+        pl.when(pl.col(factor).is_in(rare)).then(pl.lit(POOLED_LEVEL)).otherwise(pl.col(factor)).alias(factor)
+    )
+
+
+def _reference(data: pl.DataFrame, factor: str) -> str:
+    """The most common level (ties by name) is the reference, so the odds ratios are as precise as they can be;
+    a pooled level is a reference only when nothing else is left."""
+    counts = data.group_by(factor).len().with_columns((pl.col(factor) == POOLED_LEVEL).alias("pooled"))
+    return counts.sort(["pooled", "len", factor], descending=[False, True, False])[factor][0]
+
+
+def design(patients: pl.DataFrame, factors: list[str], settings: MetricSettings) -> Design:
+    """Pool rare levels, then leave out every level in which all or no patients responded (its odds ratio is
+    infinite or zero), and repeat until nothing changes."""
+    data = patients.select("responder", *factors)
+    for factor in factors:
+        data = _pool_rare_levels(data, factor, settings.predictor_min_patients_per_level)
+    dropped: dict[tuple[str, str], tuple[int, int, str]] = {}
+    # When everyone (or no one) responded, that is the model's reason, not every level's.
+    while 0 < data["responder"].sum() < data.height:
+        separated = []
+        for factor in factors:
+            by_level = data.group_by(factor).agg(pl.len().alias("n"), pl.col("responder").sum().alias("r"))
+            if by_level.height < 2:
+                continue
+            for level, n, r in by_level.iter_rows():
+                if r in (0, n):
+                    who = "all" if r == n else "none"
+                    dropped[(factor, level)] = (n, r, (
+                        f"not estimable: {who} of the {n} patients in this level responded (odds ratio "
+                        f"{'infinite' if r == n else 'zero'}); they are left out of this model"
+                    ))
+                    separated.append((factor, level))
+        if not separated:
+            break
+        keep = pl.lit(True)
+        for factor, level in separated:
+            keep = keep & (pl.col(factor) != level)
+        data = data.filter(keep)
+    references, levels, single = {}, {}, {}
+    for factor in factors:
+        present = sorted(data[factor].unique().to_list())
+        if len(present) == 1:
+            single[factor] = present[0]
+        elif len(present) > 1:
+            references[factor] = _reference(data, factor)
+            levels[factor] = [level for level in present if level != references[factor]]
+    return Design(factors, data, references, levels, dropped, single)
+
+
+def _matrix(layout: Design) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    terms = [(factor, level) for factor, factor_levels in layout.levels.items() for level in factor_levels]
+    columns = [np.ones(layout.data.height)]
+    columns += [(layout.data[factor] == level).cast(pl.Float64).to_numpy() for factor, level in terms]
+    y = layout.data["responder"].cast(pl.Float64).to_numpy()
+    return y, np.column_stack(columns), terms
+
+
+def _not_estimable_reason(y: np.ndarray, x: np.ndarray, settings: MetricSettings) -> str | None:
+    n, coefficients = x.shape[0], x.shape[1] - 1
+    events, non_events = int(y.sum()), int(n - y.sum())
+    if n == 0:
+        return "not estimable: no treated patients"
+    if coefficients == 0:
+        return "not estimable: every factor has a single level"
+    if min(events, non_events) == 0:
+        return f"not estimable: {'all' if non_events == 0 else 'none'} of the {n} patients responded"
+    needed = settings.predictor_min_events_per_parameter * coefficients
+    if min(events, non_events) < needed:
+        return (
+            f"not estimable: {events} responders and {non_events} non-responders are too few for {coefficients} "
+            f"coefficients (the protocol file asks for {needed:g} of each)"
+        )
+    if np.linalg.matrix_rank(x) < x.shape[1]:
+        return "not estimable: the factors' levels coincide (the same patients define two levels)"
+    return None
+
+
+def fit(layout: Design, model: str, settings: MetricSettings) -> list[dict]:
+    """One row per factor level: the odds ratio against the reference level with its interval, or why not."""
+    y, x, terms = _matrix(layout)
+    reason = _not_estimable_reason(y, x, settings)
+    estimates: dict[tuple[str, str], tuple[float, float, float, float]] = {}
+    if reason is None:
+        try:
+            with warnings.catch_warnings():
+                # Separation, non-convergence and a singular Hessian (statsmodels' ModelWarnings) and overflow
+                # are what sparse data do to a logistic model: they become a "not estimable" row.
+                for category in (ModelWarning, RuntimeWarning):
+                    warnings.simplefilter("error", category)
+                result = sm.Logit(y, x).fit(disp=0, maxiter=100, method="newton")
+            if not result.mle_retvals.get("converged", False):
+                reason = "not estimable: the fit did not converge"
+        except (ModelWarning, RuntimeWarning, PerfectSeparationError, np.linalg.LinAlgError, ValueError) as exc:
+            reason = f"not estimable: the fit failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+    if reason is None:
+        z = stats.norm.ppf(0.975)
+        for index, term in enumerate(terms, start=1):
+            coef, se, p = float(result.params[index]), float(result.bse[index]), float(result.pvalues[index])
+            if math.isfinite(se) and se <= MAX_LOG_ODDS_SE:
+                estimates[term] = (math.exp(coef), math.exp(coef - z * se), math.exp(coef + z * se), p)
+    return _rows(layout, model, estimates, reason)
+
+
+def _rows(layout: Design, model: str, estimates: dict, reason: str | None) -> list[dict]:
+    """Per factor, in FACTORS order: the reference level, the other levels, then the levels left out."""
+    data = layout.data
+    shared = {
+        "model": model, "model_patients": data.height, "model_responders": int(data["responder"].sum()),
+        "odds_ratio": None, "ci_low": None, "ci_high": None, "p_value": None,
+    }
+    rows = []
+    for factor in layout.factors:
+        reference = layout.references.get(factor)
+        for level in [reference, *layout.levels[factor]] if reference is not None else []:
+            in_level = data.filter(pl.col(factor) == level)
+            row = {
+                **shared, "factor": factor, "level": level, "reference_level": reference,
+                "patients": in_level.height, "responders": int(in_level["responder"].sum()),
+            }
+            if reason is not None:
+                row.update(estimable=False, note=reason)
+            elif level == reference:
+                row.update(odds_ratio=1.0, estimable=True, note="reference level")
+            elif (factor, level) in estimates:
+                odds_ratio, low, high, p = estimates[(factor, level)]
+                row.update(odds_ratio=odds_ratio, ci_low=low, ci_high=high, p_value=p, estimable=True, note=None)
+            else:
+                row.update(estimable=False, note="not estimable: quasi-complete separation (the odds ratio's "
+                           "interval is unbounded)")
+            rows.append(row)
+        if factor in layout.single_level:
+            rows.append({
+                **shared, "factor": factor, "level": layout.single_level[factor], "reference_level": None,
+                "patients": data.height, "responders": shared["model_responders"], "estimable": False,
+                "note": "not estimable: every patient in the model has this level",
+            })
+        for (dropped_factor, level), (patients, responders, why) in layout.dropped_levels.items():
+            if dropped_factor == factor:
+                rows.append({
+                    **shared, "factor": factor, "level": level, "reference_level": reference,
+                    "patients": patients, "responders": responders, "estimable": False, "note": why,
+                })
+    return rows
+
+
+def response_predictors(outcomes: pl.DataFrame, settings: MetricSettings) -> pl.DataFrame:
+    """The rows of metrics.response_predictors: a univariable model per factor, then the multivariable model."""
+    patients = treated_patients(outcomes)
+    rows = []
+    for factor in FACTORS:
+        rows += fit(design(patients, [factor], settings), "univariable", settings)
+    rows += fit(design(patients, list(FACTORS), settings), "multivariable", settings)
+    return pl.DataFrame(rows, schema=SCHEMA)

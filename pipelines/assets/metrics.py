@@ -1,0 +1,151 @@
+"""Metrics layer: the figures the next prospective studies are designed from, built from the registry tables
+into the `metrics` schema; each asset shows its headline figures in the Dagster UI."""
+
+import dagster as dg
+import polars as pl
+
+from ketreg.metrics.build import build_sql_table, overall_metrics, read_table, write_table
+from ketreg.metrics.planning import study_planning
+from ketreg.metrics.predictors import response_predictors
+from pipelines.resources import RegistrySettings
+from schemas.protocol import MetricSettings, load_metric_settings
+
+_REGISTRY_INPUTS = [["registry", t] for t in ("patients", "infusions", "assessments", "adverse_events", "dispositions")]
+# Overall figures shown on the registry_metrics asset, in this order.
+_HEADLINE_METRICS = (
+    "responder_rate", "substantial_responder_rate", "ae_rate_per_infusion", "infusions_with_ae",
+    "ae_episode_resolution", "serious_ae_rate", "discontinuation_rate", "responder_discontinuation",
+    "durable_relief", "interruption_return_to_baseline", "outcome_completeness",
+)
+
+
+def _metric_settings(settings: RegistrySettings) -> MetricSettings:
+    return load_metric_settings(settings.protocol_file or None)
+
+
+def _figure(numerator: int, denominator: int | None, estimate: float | None, low: float | None,
+            high: float | None, unit: str) -> str:
+    if estimate is None:
+        return f"{numerator}/{denominator} (not estimable)"
+    if unit == "proportion":
+        return f"{estimate:.1%} ({numerator}/{denominator}; 95 % CI {low:.1%}–{high:.1%})"
+    return f"{estimate:.3f} per infusion ({numerator}/{denominator}; 95 % CI {low:.3f}–{high:.3f})"
+
+
+def _markdown(frame: pl.DataFrame) -> dg.MetadataValue:
+    header = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * frame.width + "\n"
+    body = "".join(
+        "| " + " | ".join("" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v)) for v in row) + " |\n"
+        for row in frame.iter_rows()
+    )
+    return dg.MetadataValue.md(header + body)
+
+
+@dg.asset(
+    key=["metrics", "patient_outcomes"],
+    deps=_REGISTRY_INPUTS,
+    group_name="metrics",
+    kinds={"duckdb"},
+    description="metrics.patient_outcomes, built by sql/metrics/patient_outcomes.sql",
+)
+def metrics_patient_outcomes(settings: RegistrySettings) -> dg.MaterializeResult:
+    """One row per analysis-cohort patient: baseline pain, best relief in induction, response, rates, course."""
+    with settings.working_db() as con:
+        rows = build_sql_table(con, "patient_outcomes", settings.protocol(), _metric_settings(settings))
+        ((treated, responders, substantial, discontinued),) = con.execute(
+            "SELECT count_if(infusion_count > 0), count_if(responder), count_if(substantial_responder), "
+            "count_if(discontinued AND infusion_count > 0) FROM metrics.patient_outcomes"
+        ).fetchall()
+    return dg.MaterializeResult(
+        metadata={
+            "cohort_patients": rows,
+            "treated_patients": treated,
+            "responders": responders,
+            "substantial_responders": substantial,
+            "discontinued": discontinued,
+        }
+    )
+
+
+@dg.asset(
+    key=["metrics", "registry_metrics"],
+    deps=[["metrics", "patient_outcomes"], *_REGISTRY_INPUTS],
+    group_name="metrics",
+    kinds={"duckdb"},
+    description="metrics.registry_metrics, built by sql/metrics/registry_metrics.sql",
+)
+def metrics_registry_metrics(settings: RegistrySettings) -> dg.MaterializeResult:
+    """The registry's figures in one tidy table (metric × stratum) with Wilson or Poisson 95 % intervals."""
+    with settings.working_db() as con:
+        rows = build_sql_table(con, "registry_metrics", settings.protocol(), _metric_settings(settings))
+        overall = overall_metrics(con)
+    metadata: dict[str, object] = {"rows": rows}
+    for name in ("cohort_patients", "cohort_infusions"):
+        metadata[name] = overall[name][0]
+    for name in _HEADLINE_METRICS:
+        numerator, denominator, estimate, low, high, unit = overall[name]
+        metadata[name] = _figure(numerator, denominator, estimate, low, high, unit)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    key=["metrics", "response_predictors"],
+    deps=[["metrics", "patient_outcomes"]],
+    group_name="metrics",
+    kinds={"duckdb"},
+)
+def metrics_response_predictors(settings: RegistrySettings) -> dg.MaterializeResult:
+    """Odds ratios of response by etiology, cancer type, metastatic disease, baseline NPRS band and site
+    (logistic regression, univariable and multivariable), or "not estimable" where the data are too sparse."""
+    with settings.working_db() as con:
+        outcomes = read_table(con, "patient_outcomes")
+        table = response_predictors(outcomes, _metric_settings(settings))
+        rows = write_table(con, "response_predictors", table)
+    multivariable = table.filter(pl.col("model") == "multivariable")
+    reference = multivariable.filter(pl.col("level") == pl.col("reference_level"))
+    return dg.MaterializeResult(
+        metadata={
+            "rows": rows,
+            "multivariable_estimable": bool(reference["estimable"].any()) if reference.height else False,
+            "multivariable_patients": int(multivariable["model_patients"][0]) if multivariable.height else 0,
+            "estimable_odds_ratios": int(table.filter(pl.col("estimable") & (pl.col("odds_ratio") != 1.0)).height),
+            "multivariable": _markdown(
+                multivariable.select("factor", "level", "patients", "responders", "odds_ratio", "ci_low", "ci_high",
+                                     "note")
+            ),
+        }
+    )
+
+
+@dg.asset(
+    key=["metrics", "study_planning"],
+    deps=[["metrics", "patient_outcomes"]],
+    group_name="metrics",
+    kinds={"duckdb"},
+)
+def metrics_study_planning(settings: RegistrySettings) -> dg.MaterializeResult:
+    """Sample sizes of the next trials (single-arm vs benchmark, two-arm on responder rate and on mean NPRS
+    change) at each planned power, inflated for discontinuation and for the between-site ICC."""
+    with settings.working_db() as con:
+        outcomes = read_table(con, "patient_outcomes")
+        table = study_planning(outcomes, _metric_settings(settings))
+        rows = write_table(con, "study_planning", table)
+    first = table.row(0, named=True) if table.height else {}
+    shared = {
+        name: first[name] if first.get(name) is not None else "not estimable"
+        for name in ("site_icc", "design_effect", "discontinuation_rate")
+    }
+    return dg.MaterializeResult(
+        metadata={
+            "rows": rows,
+            **shared,
+            "sample_sizes": _markdown(
+                table.select("design", "power", "effect_size", "n_per_arm", "n_per_arm_after_discontinuation",
+                             "n_per_arm_multisite", "total_patients_multisite", "note")
+            ),
+        }
+    )
+
+
+metrics_assets = [metrics_patient_outcomes, metrics_registry_metrics, metrics_response_predictors,
+                  metrics_study_planning]

@@ -1,0 +1,151 @@
+"""Predictors of response without a pipeline run: the odds ratios equal a logistic regression fitted directly
+with statsmodels' formula interface, and sparse data give "not estimable" rows instead of errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import polars as pl
+import pytest
+import statsmodels.formula.api as smf
+
+from ketreg.metrics.predictors import POOLED_LEVEL, response_predictors
+from schemas.protocol import load_metric_settings
+
+SETTINGS = load_metric_settings()
+
+
+def _cohort(n: int, seed: int = 3) -> pl.DataFrame:
+    """Treated patients whose odds of response depend on etiology, metastatic disease and baseline band."""
+    rng = np.random.default_rng(seed)
+    etiology = rng.choice(["cipn", "tumor_compression", "surgery"], n, p=[0.5, 0.3, 0.2])
+    metastatic = rng.random(n) < 0.3
+    band = rng.choice(["7-10", "4-6"], n, p=[0.7, 0.3])
+    site = rng.choice(["a", "b", "c"], n)
+    cancer = rng.choice(["breast", "lung", "prostate"], n, p=[0.5, 0.3, 0.2])
+    log_odds = 1.0 - 1.0 * (etiology == "tumor_compression") + 0.5 * metastatic - 0.7 * (band == "4-6")
+    responder = rng.random(n) < 1 / (1 + np.exp(-log_odds))
+    return pl.DataFrame({
+        "site_id": site, "cnp_etiology": etiology, "cancer_type": cancer, "metastatic": metastatic,
+        "baseline_nprs_band": band, "infusion_count": np.full(n, 3), "responder": responder,
+    })
+
+
+def _row(table: pl.DataFrame, model: str, factor: str, level: str) -> dict:
+    return table.filter(
+        (pl.col("model") == model) & (pl.col("factor") == factor) & (pl.col("level") == level)
+    ).row(0, named=True)
+
+
+def test_multivariable_odds_ratios_equal_a_direct_statsmodels_fit():
+    cohort = _cohort(1500)
+    table = response_predictors(cohort, SETTINGS)
+
+    frame = cohort.with_columns(
+        pl.col("responder").cast(pl.Int64), pl.col("metastatic").cast(pl.String).str.to_lowercase()
+    ).to_pandas()
+    references = {
+        factor: _row(table, "multivariable", factor, level)["reference_level"]
+        for factor, level in (("etiology", "surgery"), ("cancer_type", "lung"), ("metastatic", "true"),
+                              ("baseline_nprs_band", "4-6"), ("site", "b"))
+    }
+    formula = "responder ~ " + " + ".join(
+        f"C({column}, Treatment(reference='{references[factor]}'))"
+        for factor, column in (("etiology", "cnp_etiology"), ("cancer_type", "cancer_type"),
+                               ("metastatic", "metastatic"), ("baseline_nprs_band", "baseline_nprs_band"),
+                               ("site", "site_id"))
+    )
+    fit = smf.logit(formula, data=frame).fit(disp=0)
+    conf = fit.conf_int()
+    for name, coefficient in fit.params.items():
+        if name == "Intercept":
+            continue
+        column = name.split(",")[0].removeprefix("C(")
+        level = name.rsplit("[T.", 1)[1].rstrip("]")
+        factor = {"cnp_etiology": "etiology", "site_id": "site"}.get(column, column)
+        row = _row(table, "multivariable", factor, level)
+        assert row["estimable"], row
+        assert row["odds_ratio"] == pytest.approx(np.exp(coefficient), rel=1e-6)
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx(tuple(np.exp(conf.loc[name])), rel=1e-6)
+        assert row["p_value"] == pytest.approx(fit.pvalues[name], rel=1e-5)
+    # The simulated effects show: compression lowers the odds of response.
+    assert _row(table, "multivariable", "etiology", "tumor_compression")["ci_high"] < 1
+
+
+def test_univariable_odds_ratio_is_the_cross_product_of_the_two_by_two_table():
+    cohort = _cohort(800)
+    table = response_predictors(cohort, SETTINGS)
+    counts = cohort.group_by("metastatic").agg(pl.col("responder").sum().alias("r"), pl.len().alias("n"))
+    by = {m: (r, n - r) for m, r, n in counts.iter_rows()}
+    expected = (by[True][0] / by[True][1]) / (by[False][0] / by[False][1])
+    row = _row(table, "univariable", "metastatic", "true")
+    assert row["reference_level"] == "false"
+    assert row["odds_ratio"] == pytest.approx(expected, rel=1e-6)
+    assert (row["patients"], row["responders"]) == (sum(by[True]), by[True][0])
+
+
+def test_a_level_where_everyone_responded_is_not_estimable_and_left_out():
+    cohort = pl.concat([
+        _cohort(600),
+        pl.DataFrame({
+            "site_id": ["a"] * 6, "cnp_etiology": ["radiation"] * 6, "cancer_type": ["breast"] * 6,
+            "metastatic": [False] * 6, "baseline_nprs_band": ["7-10"] * 6, "infusion_count": [3] * 6,
+            "responder": [True] * 6,
+        }),
+    ])
+    table = response_predictors(cohort, SETTINGS)
+    for model in ("univariable", "multivariable"):
+        radiation = _row(table, model, "etiology", "radiation")
+        assert not radiation["estimable"] and radiation["odds_ratio"] is None
+        assert radiation["note"].startswith("not estimable: all of the 6 patients")
+        assert _row(table, model, "etiology", "tumor_compression")["estimable"]
+
+
+def test_too_few_non_responders_make_the_multivariable_model_not_estimable():
+    cohort = _cohort(60)
+    table = response_predictors(cohort, SETTINGS)
+    multivariable = table.filter(pl.col("model") == "multivariable")
+    assert not multivariable["estimable"].any()
+    assert multivariable["note"].str.contains("too few").all()
+    assert multivariable["odds_ratio"].null_count() == multivariable.height
+
+
+def test_rare_levels_are_pooled():
+    cohort = _cohort(400).with_columns(
+        pl.when(pl.int_range(pl.len()) < 3).then(pl.lit("sarcoma"))
+        .when(pl.int_range(pl.len()) < 6).then(pl.lit("pancreatic"))
+        .otherwise(pl.col("cancer_type")).alias("cancer_type")
+    )
+    table = response_predictors(cohort, dataclasses.replace(SETTINGS, predictor_min_patients_per_level=5))
+    levels = set(table.filter((pl.col("model") == "univariable") & (pl.col("factor") == "cancer_type"))["level"])
+    assert POOLED_LEVEL in levels and not {"sarcoma", "pancreatic"} & levels
+
+
+def test_one_site_is_reported_not_estimable_for_the_site_factor():
+    cohort = _cohort(300).with_columns(pl.lit("only").alias("site_id"))
+    table = response_predictors(cohort, SETTINGS)
+    site = _row(table, "univariable", "site", "only")
+    assert not site["estimable"] and "every patient" in site["note"]
+
+
+@pytest.mark.parametrize("n", [0, 1, 3])
+def test_tiny_or_empty_cohorts_never_fail(n: int):
+    cohort = _cohort(max(n, 1)).head(n)
+    table = response_predictors(cohort, SETTINGS)
+    assert not table["estimable"].any()
+
+
+def test_patients_without_an_infusion_are_left_out():
+    cohort = _cohort(200).with_columns(
+        pl.when(pl.int_range(pl.len()) < 50).then(0).otherwise(pl.col("infusion_count")).alias("infusion_count")
+    )
+    table = response_predictors(cohort, SETTINGS)
+    assert _row(table, "univariable", "site", "a")["model_patients"] == 150
+
+
+def test_a_cohort_where_everyone_responded_says_so_once_per_row():
+    cohort = _cohort(100).with_columns(pl.lit(True).alias("responder"))
+    table = response_predictors(cohort, SETTINGS)
+    assert not table["estimable"].any()
+    assert table["note"].str.starts_with("not estimable: all of the 100 patients responded").all()
