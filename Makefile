@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 DEMO_PSEUDONYM_KEY := ketreg-demo-key-synthetic-data-only
 DEMO := demo
 
-.PHONY: install demo test lint lock docs clean
+.PHONY: install browser demo test lint lock docs clean
 
 install: $(STAMP)
 
@@ -29,10 +29,16 @@ demo: install
 	@echo "Landing folder (synthetic exports): $(DEMO)/landing"
 	@echo "Analysts' registry (DuckDB):         $(DEMO)/registry.duckdb   e.g. $(BIN)/python -c \"import duckdb; print(duckdb.connect('$(DEMO)/registry.duckdb', read_only=True).sql('FROM exports'))\""
 	@echo "Pipeline's working database:         $(DEMO)/registry_work.duckdb (private)"
+	@echo "Quality dashboard (open in a browser): $(DEMO)/reports/index.html   Data Docs: $(DEMO)/reports/data_docs/index.html"
 	@echo "Dagster UI with this run:            DAGSTER_HOME=$(CURDIR)/$(DEMO)/dagster_home KETREG_PSEUDONYM_KEY=$(DEMO_PSEUDONYM_KEY) $(BIN)/dagster dev -w workspace.yaml"
 
-test: install
+test: install browser
 	$(BIN)/pytest -q
+
+# The browser test (tests/test_browser.py) drives Debian's Chromium through Playwright; no browser is downloaded.
+# CI runs `make test` as root on a fresh machine, so this installs the package when it is missing.
+browser:
+	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 docs: install
 	$(BIN)/python -m schemas.dictionary

@@ -5,6 +5,7 @@ import dagster as dg
 from pipelines.assets.landing import landing_exports
 from pipelines.assets.metrics import metrics_assets
 from pipelines.assets.publish import analyst_registry
+from pipelines.assets.quality import quality_assets
 from pipelines.assets.registry import registry_assets
 from pipelines.assets.staging import stage_exports
 from pipelines.checks import registry_checks
@@ -13,7 +14,7 @@ from pipelines.resources import default_resources
 from pipelines.schedules import nightly_rebuild
 from pipelines.sensors import landing_sensor
 
-ALL_ASSETS = [landing_exports, stage_exports, *registry_assets, *metrics_assets, analyst_registry]
+ALL_ASSETS = [landing_exports, stage_exports, *registry_assets, *metrics_assets, analyst_registry, *quality_assets]
 
 
 def build_definitions(resources: dict[str, dg.ConfigurableResource] | None = None) -> dg.Definitions:

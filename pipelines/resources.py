@@ -24,6 +24,8 @@ class RegistrySettings(dg.ConfigurableResource):
     landing_settle_seconds: float = 60.0
     # A site's current export with fewer rows than (1 − this share) × its previous export raises a warning.
     max_row_drop_share: float = 0.2
+    # The quality dashboard and Great Expectations Data Docs; empty = a `reports` folder beside `analyst_db`.
+    reports_dir: str = ""
 
     @property
     def landing_path(self) -> Path:
@@ -40,6 +42,10 @@ class RegistrySettings(dg.ConfigurableResource):
         analyst = self.analyst_db_path
         # Named <stem>_work so its DuckDB catalog name never collides with the schemas inside it.
         return analyst.with_name(f"{analyst.stem}_work.duckdb")
+
+    @property
+    def reports_path(self) -> Path:
+        return Path(self.reports_dir) if self.reports_dir else self.analyst_db_path.parent / "reports"
 
     def protocol(self) -> Protocol:
         return load_protocol(self.protocol_file or None)

@@ -1,0 +1,397 @@
+"""The registry quality dashboard: one self-contained HTML file (inline CSS, inline SVG charts, a few lines of
+inline script for filtering and copying SQL), written beside the Data Docs in the reports folder. It opens from
+the file system or any web server and fetches nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ketreg.quality import svg
+from ketreg.quality.rules import KAHN_CATEGORIES
+from ketreg.warehouse.connection import scalar, sql_text
+
+DASHBOARD_FILE = "index.html"
+_TOP_REASONS = 15
+OUTCOME_MEASURES = (
+    ("assessments", "nprs"), ("assessments", "function_score"), ("assessments", "satisfaction"),
+    ("assessments", "daily_mme"), ("infusions", "relief_duration_days"),
+)
+# Headline metrics shown with their intervals, in this order (those the metrics layer has).
+HEADLINE_METRICS = (
+    "cohort_patients", "cohort_infusions", "responder_rate", "substantial_responder_rate", "durable_relief",
+    "ae_rate_per_infusion", "serious_ae_rate", "discontinuation_rate", "outcome_completeness",
+)
+
+
+def _rows(con: duckdb.DuckDBPyConnection, query: str, parameters: Any = None) -> list[dict[str, Any]]:
+    result = con.execute(query, parameters or [])
+    names = [d[0] for d in result.description]
+    return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(scalar(
+        con,
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = $schema AND table_name = $table",
+        {"schema": schema, "table": table},
+    ))
+
+
+def _table(headers: list[str], rows: list[list[str]], css: str = "", empty: str = "none") -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    if not rows:
+        return f'<p class="empty">{escape(empty)}</p>'
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _n(value: Any) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+def _share(numerator: int, denominator: int) -> str:
+    return f"{numerator / denominator:.1%}" if denominator else "–"
+
+
+def _intake(con: duckdb.DuckDBPyConnection) -> str:
+    exports = _rows(con, sql_text("quality/intake_by_export.sql"))
+    bars = [
+        svg.StackedBar(
+            f"{e['site_id']} {e['export_id']}" + (" (current)" if e["is_current"] else ""),
+            (("accepted", e["rows_accepted"], svg.ACCEPTED), ("quarantined", e["rows_quarantined"], svg.QUARANTINED)),
+            "export rejected" if e["status"] == "rejected" else f"{e['rows_quarantined']:,} quarantined",
+        )
+        for e in exports
+    ]
+    rows = [
+        [
+            escape(e["site_id"]), escape(e["export_id"]) + (" <b>current</b>" if e["is_current"] else ""),
+            f'<span class="{"fail" if e["status"] == "rejected" else "pass"}">{escape(e["status"])}</span>',
+            _n(e["rows_received"]), _n(e["rows_accepted"]), _n(e["rows_quarantined"]),
+            _share(e["rows_quarantined"], e["rows_received"]),
+        ]
+        for e in exports
+    ]
+    rejected = [
+        [escape(e["site_id"]), escape(e["export_id"]), escape(e["rejection_reason"] or "")]
+        for e in exports if e["status"] == "rejected"
+    ]
+    return (
+        '<section id="intake"><h2>Rows received, accepted and quarantined, per site and export</h2>'
+        + svg.stacked_bars(bars, "Rows per site and export: accepted and quarantined", label_width=210)
+        + svg.legend([("accepted", svg.ACCEPTED), ("quarantined", svg.QUARANTINED)])
+        + _table(["site", "export", "status", "rows received", "accepted", "quarantined", "quarantined share"],
+                 rows, "data", "no exports in the landing folder")
+        + '<h3 id="rejected">Rejected exports</h3>'
+        + _table(["site", "export", "why"], rejected, "data", "no export was rejected")
+        + "</section>"
+    )
+
+
+def _quarantine(con: duckdb.DuckDBPyConnection) -> str:
+    reasons = _rows(con, sql_text("quality/quarantine_reasons.sql"))
+    by_rule: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    sites = sorted({r["site_id"] for r in reasons})
+    for r in reasons:
+        by_rule[f"{r['file_name'].removesuffix('.csv')}: {r['rule']}"][r["site_id"]] += r["quarantined_rows"]
+    colours = {site: svg.PALETTE[i % len(svg.PALETTE)] for i, site in enumerate(sites)}
+    ordered = sorted(by_rule.items(), key=lambda item: -sum(item[1].values()))[:_TOP_REASONS]
+    bars = [
+        svg.StackedBar(rule, tuple((site, counts.get(site, 0), colours[site]) for site in sites))
+        for rule, counts in ordered
+    ]
+    rows = [
+        [escape(r["site_id"]), escape(r["export_id"]), escape(r["file_name"]), f"<code>{escape(r['rule'])}</code>",
+         _n(r["quarantined_rows"])]
+        for r in reasons
+    ]
+    chart = (
+        svg.stacked_bars(bars, f"The {_TOP_REASONS} most frequent quarantine reasons, by site", label_width=300)
+        if bars else ""
+    )
+    return (
+        '<section id="quarantine"><h2>Quarantined rows by reason</h2>'
+        '<p>Every export on record, current and earlier. Query the rows themselves: '
+        "<code>SELECT * FROM registry.quarantine WHERE site_id = '…' AND export_id = '…'</code>. "
+        f"The chart shows the {_TOP_REASONS} most frequent reasons; the table below lists them all.</p>"
+        + chart + svg.legend(list(colours.items()))
+        + "<details><summary>Per site, export, file and rule</summary>"
+        + _table(["site", "export", "file", "rule", "quarantined rows"], rows, "data", "nothing was quarantined")
+        + "</details></section>"
+    )
+
+
+def _deviations(con: duckdb.DuckDBPyConnection) -> str:
+    deviations = _rows(con, sql_text("quality/deviations_by_site.sql"))
+    kinds = sorted({d["deviation"] for d in deviations})
+    per_site: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for d in deviations:
+        per_site[(d["site_id"], d["export_id"])][d["deviation"]] = d["infusions"]
+    rows = [
+        [escape(site), escape(export), *(_n(counts.get(k, 0)) for k in kinds), _n(sum(counts.values()))]
+        for (site, export), counts in sorted(per_site.items())
+    ]
+    return (
+        '<section id="deviations"><h2>Protocol deviations (current exports)</h2>'
+        "<p>Valid infusions that departed from the protocol: kept in the registry, listed in "
+        "<code>registry.protocol_deviations</code>.</p>"
+        + _table(["site", "export", *kinds, "total"], rows, "data", "no protocol deviations")
+        + "</section>"
+    )
+
+
+def _completeness(checks: list[dict[str, Any]]) -> str:
+    cells: dict[tuple[str, str], tuple[float, float | None]] = {}
+    sites: set[str] = set()
+    wanted = {f"{column}_recorded": f"{table}.{column}" for table, column in OUTCOME_MEASURES}
+    for c in checks:
+        if c["source"] == "great_expectations" and c["check_name"] in wanted and c["denominator"]:
+            share = 1 - c["numerator"] / c["denominator"]
+            cells[(c["site_id"], wanted[c["check_name"]])] = (share, 1 - c["threshold"])
+            sites.add(c["site_id"])
+    columns = [f"{t}.{c}" for t, c in OUTCOME_MEASURES]
+    return (
+        '<section id="completeness"><h2>Completeness of outcome measures by site</h2>'
+        "<p>Share of each site's current rows that record the measure; a red border and “!” mark a site below "
+        "the share set in <code>config/quality.yaml</code>.</p>"
+        + (svg.heatmap(sorted(sites), columns, cells, "Outcome measure completeness by site") if cells
+           else '<p class="empty">no outcome measures checked</p>')
+        + "</section>"
+    )
+
+
+def _status(passed: bool) -> str:
+    return '<span class="pass">pass</span>' if passed else '<span class="fail">FAIL</span>'
+
+
+def _sql_block(sql: str) -> str:
+    return (
+        '<details class="sql"><summary>SQL</summary><pre><code>' + escape(sql) + "</code></pre>"
+        '<button type="button" class="copy">Copy</button></details>'
+    )
+
+
+def _checks(checks: list[dict[str, Any]], changes: dict[str, str], dagster_url: str) -> str:
+    order = {c: i for i, c in enumerate(KAHN_CATEGORIES)}
+    checks = sorted(checks, key=lambda c: (c["passed"], order.get(c["category"], 9), c["site_id"], c["check_id"]))
+    rows = []
+    for c in checks:
+        links = [f'<a href="{escape(dagster_url)}/assets/{escape(c["asset_key"])}">{escape(c["asset_key"])}</a>']
+        if c["data_docs_page"]:
+            links.append(f'<a href="{escape(c["data_docs_page"])}">Data Docs</a>')
+        rows.append(
+            f'<tr data-site="{escape(c["site_id"])}" data-passed="{str(c["passed"]).lower()}" '
+            f'data-category="{escape(c["category"])}">'
+            f"<td>{escape(c['category'])}</td><td>{escape(c['site_id'])}</td><td>{escape(c['table_name'])}</td>"
+            f"<td><b>{escape(c['check_name'])}</b><br><small>{escape(c['description'])}</small></td>"
+            f"<td class=num>{_n(c['numerator'])}</td><td class=num>{_n(c['denominator'])}</td>"
+            f"<td class=num>{_share(c['numerator'], c['denominator'])}</td><td class=num>≤ {c['threshold']:.0%}</td>"
+            f"<td>{_status(c['passed'])}</td><td>{escape(changes.get(c['check_id'], ''))}</td>"
+            f"<td>{' · '.join(links)}</td><td>{_sql_block(c['violations_sql'])}</td></tr>"
+        )
+    sites = sorted({c["site_id"] for c in checks})
+    options = "".join(f'<option value="{escape(s)}">{escape(s)}</option>' for s in sites)
+    categories = "".join(f'<option value="{c}">{c}</option>' for c in KAHN_CATEGORIES)
+    head = "".join(
+        f"<th>{h}</th>" for h in ("category", "site", "table", "check", "violating rows (numerator)",
+                                  "rows checked (denominator)", "share", "threshold", "result", "since last run",
+                                  "links", "violating rows")
+    )
+    return (
+        '<section id="checks"><h2>Every check of this run</h2>'
+        "<p>Kahn's categories: <b>conformance</b> (format, codes, references), <b>completeness</b> (values "
+        "present), <b>plausibility</b> (ranges, uniqueness, order in time). Each SQL lists the violating rows in "
+        "the pipeline's working database.</p>"
+        '<form class="filters"><label>site <select id="f-site"><option value="">all</option>' + options
+        + '</select></label> <label>category <select id="f-category"><option value="">all</option>' + categories
+        + '</select></label> <label><input type="checkbox" id="f-failed"> failed only</label></form>'
+        f'<table class="data" id="check-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        "</section>"
+    )
+
+
+def _changes(con: duckdb.DuckDBPyConnection, check_rows: list[dict[str, Any]]) -> str:
+    changes = _rows(con, "SELECT * FROM quality.check_changes WHERE change <> 'passing' ORDER BY change, site_id")
+    runs = scalar(con, "SELECT count(DISTINCT run_id) FROM quality.check_results")
+    counts = {k: sum(c["change"] == k for c in changes) for k in ("new", "persisting", "resolved")}
+    if runs < 2:
+        intro = "<p>This is the first recorded run: every failure is new; the next run will be compared with it.</p>"
+    else:
+        intro = (
+            f"<p>Compared with the previous run (<code>{escape(str(changes[0]['previous_run_id']) if changes else '')}"
+            f"</code>): <b class=fail>{counts['new']} new</b>, <b>{counts['persisting']} persisting</b>, "
+            f"<b class=pass>{counts['resolved']} resolved</b> failures.</p>"
+        )
+    rows = [
+        [f'<span class="change-{escape(c["change"])}">{escape(c["change"])}</span>', escape(c["site_id"]),
+         escape(c["table_name"]), escape(c["check_name"]), _n(c["previous_numerator"]), _n(c["current_numerator"])]
+        for c in changes
+    ]
+    trend = _rows(con, sql_text("quality/site_trend.sql"))
+    run_ids: list[str] = []
+    labels: list[str] = []
+    for t in trend:
+        if t["run_id"] not in run_ids:
+            run_ids.append(t["run_id"])
+            labels.append(t["run_at"].strftime("%m-%d %H:%M"))
+    series: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(run_ids))
+    for t in trend:
+        name = "registry-wide" if t["site_id"] == "all" else t["site_id"]
+        series[name][run_ids.index(t["run_id"])] = float(t["failed_checks"])
+    return (
+        '<section id="changes"><h2>Since the previous run</h2>' + intro
+        + _table(["change", "site", "table", "check", "violating rows before", "violating rows now"], rows, "data",
+                 "no failures now or in the previous run")
+        + "<h3>Failed checks per site, run by run</h3>"
+        + svg.trend_lines(labels, dict(sorted(series.items())), "Failed checks per site over runs", "failed checks")
+        + "</section>"
+    )
+
+
+def _fmt_metric(unit: str, value: float | None) -> str:
+    if value is None:
+        return "–"
+    if unit == "proportion":
+        return f"{value:.1%}"
+    if unit == "count":
+        return f"{value:,.0f}"
+    return f"{value:.3f}"
+
+
+def _metrics(con: duckdb.DuckDBPyConnection) -> str:
+    if not _has_table(con, "metrics", "registry_metrics"):
+        return (
+            '<section id="metrics"><h2>Registry metrics</h2><p class="empty">metrics not available: the metrics '
+            "layer (metrics.registry_metrics) has not been built in this registry.</p></section>"
+        )
+    overall = {
+        r["metric"]: r for r in _rows(con, "SELECT * FROM metrics.registry_metrics WHERE stratum_type = 'overall'")
+    }
+    rows = []
+    for name in HEADLINE_METRICS:
+        if name not in overall:
+            continue
+        m = overall[name]
+        interval = (
+            f"{_fmt_metric(m['unit'], m['ci_low'])} – {_fmt_metric(m['unit'], m['ci_high'])}"
+            if m["ci_low"] is not None else ""
+        )
+        rows.append([escape(name.replace("_", " ")), _fmt_metric(m["unit"], m["estimate"]), interval,
+                     _n(m["numerator"]), _n(m["denominator"])])
+    strata = _rows(
+        con,
+        "SELECT * FROM metrics.registry_metrics WHERE metric = 'responder_rate' "
+        "AND stratum_type IN ('site', 'etiology') ORDER BY stratum_type DESC, stratum",
+    )
+    forest = [
+        svg.ForestRow(s["stratum"], s["estimate"], s["ci_low"], s["ci_high"], f"{s['numerator']}/{s['denominator']}",
+                      "by site" if s["stratum_type"] == "site" else "by etiology")
+        for s in strata
+    ]
+    reference = overall.get("responder_rate", {}).get("estimate")
+    return (
+        '<section id="metrics"><h2>Registry metrics</h2>'
+        + _table(["metric", "estimate", "95 % interval", "numerator", "denominator"], rows, "data")
+        + "<h3>Responder rate by site and etiology</h3>"
+        + (svg.forest_plot(forest, "Responder rate with 95 % intervals by site and etiology", reference) if forest
+           else '<p class="empty">no responder rates by stratum</p>')
+        + "<p><small>Dashed line: the overall responder rate. From <code>metrics.registry_metrics</code>.</small></p>"
+        + "</section>"
+    )
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:0;color:#1a202c;background:#fff}
+header{background:#1a365d;color:#fff;padding:14px 24px}header a{color:#bee3f8}
+nav{padding:6px 24px;background:#edf2f7;position:sticky;top:0;z-index:2}nav a{margin-right:14px}
+main{padding:8px 24px 40px;max-width:1400px}section{margin:26px 0}
+table.data{border-collapse:collapse;font-size:13px;margin:8px 0}
+table.data th,table.data td{border:1px solid #cbd5e0;padding:3px 6px;vertical-align:top;text-align:left}
+table.data th{background:#f7fafc}td.num{text-align:right}
+.pass{color:#276749;font-weight:600}.fail{color:#c53030;font-weight:700}
+.change-new{color:#c53030;font-weight:700}.change-resolved{color:#276749;font-weight:700}
+.change-persisting{color:#975a16;font-weight:700}
+.cards{display:flex;gap:12px;flex-wrap:wrap}.card{border:1px solid #cbd5e0;border-radius:6px;padding:8px 14px}
+.card b{display:block;font-size:22px}.legend span{margin-right:14px}
+.legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}
+details.sql pre{max-width:520px;white-space:pre-wrap;background:#f7fafc;padding:6px;font-size:12px}
+.empty{color:#4a5568;font-style:italic}svg.chart{max-width:100%;height:auto;display:block}
+"""
+
+_SCRIPT = """
+(function () {
+  var site = document.getElementById('f-site'), cat = document.getElementById('f-category'),
+      failed = document.getElementById('f-failed');
+  function apply() {
+    var rows = document.querySelectorAll('#check-table tbody tr');
+    for (var i = 0; i < rows.length; i++) {
+      var r = rows[i], show = (!site.value || r.dataset.site === site.value) &&
+        (!cat.value || r.dataset.category === cat.value) && (!failed.checked || r.dataset.passed === 'false');
+      r.style.display = show ? '' : 'none';
+    }
+  }
+  [site, cat, failed].forEach(function (el) { el.addEventListener('change', apply); });
+  document.addEventListener('click', function (event) {
+    if (!event.target.classList.contains('copy')) { return; }
+    var code = event.target.parentNode.querySelector('code'), range = document.createRange();
+    range.selectNodeContents(code);
+    var selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    try { document.execCommand('copy'); event.target.textContent = 'Copied'; }
+    catch (e) { event.target.textContent = 'Press Ctrl+C'; }
+  });
+})();
+"""
+
+
+def render_dashboard(con: duckdb.DuckDBPyConnection, reports_dir: Path, dagster_url: str) -> Path:
+    """Write `reports_dir/index.html` from the registry, the newest quality run and (if built) the metrics."""
+    checks = _rows(
+        con,
+        "SELECT * FROM quality.check_results WHERE run_id = "
+        "(SELECT arg_max(run_id, run_at) FROM quality.check_results)",
+    )
+    changes = dict(con.execute("SELECT check_id, change FROM quality.check_changes").fetchall())
+    run_id = checks[0]["run_id"] if checks else ""
+    failed = [c for c in checks if not c["passed"]]
+    sites = sorted({c["site_id"] for c in checks if c["site_id"] != "all"})
+    counts = {k: sum(v == k for v in changes.values()) for k in ("new", "persisting", "resolved")}
+    cards = "".join(
+        f'<div class="card"><b>{value}</b>{escape(label)}</div>'
+        for label, value in (
+            ("sites", len(sites)), ("checks", len(checks)), ("failed checks", len(failed)),
+            *((f"failed: {c}", sum(f["category"] == c for f in failed)) for c in KAHN_CATEGORIES),
+            ("new failures", counts["new"]), ("persisting", counts["persisting"]), ("resolved", counts["resolved"]),
+        )
+    )
+    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    html = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>ketreg registry quality</title><style>{_STYLE}</style></head><body>"
+        f"<header><h1>Registry data quality</h1><p>Generated {generated}, Dagster run <code>{escape(run_id)}</code>. "
+        f'<a href="data_docs/index.html">Great Expectations Data Docs</a> · '
+        f'<a href="{escape(dagster_url)}/assets/quality/check_results">Dagster asset quality/check_results</a>'
+        "</p></header>"
+        '<nav><a href="#intake">Intake</a><a href="#quarantine">Quarantine</a><a href="#deviations">Deviations</a>'
+        '<a href="#completeness">Completeness</a><a href="#changes">Since last run</a><a href="#checks">Checks</a>'
+        '<a href="#metrics">Metrics</a></nav><main>'
+        f'<section id="summary"><div class="cards">{cards}</div></section>'
+        + _intake(con) + _quarantine(con) + _deviations(con) + _completeness(checks) + _changes(con, checks)
+        + _checks(checks, changes, dagster_url) + _metrics(con)
+        + f"</main><script>{_SCRIPT}</script></body></html>"
+    )
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    path = reports_dir / DASHBOARD_FILE
+    tmp = path.with_name(f".{path.name}.writing")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,129 @@
+"""Quality layer: every data-quality check of the run recorded in `quality.check_results` (Great Expectations
+suites derived from the contract, the site-export checks read from the quarantine, and the registry's asset
+checks), Great Expectations Data Docs that render offline, and the static quality dashboard, under the
+reports folder (`RegistrySettings.reports_path`)."""
+
+import datetime as dt
+from dataclasses import replace
+
+import dagster as dg
+import duckdb
+
+from ketreg.quality.dashboard import DASHBOARD_FILE, render_dashboard
+from ketreg.quality.expectations import run_suites
+from ketreg.quality.history import record_run
+from ketreg.quality.offline_docs import make_offline
+from ketreg.quality.results import CheckResult
+from ketreg.quality.rules import COMPLETENESS, CONFORMANCE, PLAUSIBILITY, registry_rules
+from ketreg.quality.settings import load_quality_settings
+from ketreg.quality.site_checks import site_export_checks
+from ketreg.warehouse.connection import scalar
+from pipelines.assets.metrics import metrics_assets
+from pipelines.assets.registry import registry_assets
+from pipelines.checks import CHECKS, RegistryCheck
+from pipelines.resources import RegistrySettings
+from schemas.tables import TABLES
+
+DATA_DOCS_FOLDER = "data_docs"
+
+
+def _registry_check_category(check: RegistryCheck) -> str:
+    """Kahn's category of the registry's asset checks (pipelines/checks.py)."""
+    if check.name.endswith("_unique_not_null") or check.name == "values_within_contract_ranges":
+        return PLAUSIBILITY
+    if check.name == "no_sudden_row_drop":
+        return COMPLETENESS
+    return CONFORMANCE  # references between tables, conservation of rows
+
+
+def _registry_check_results(con: duckdb.DuckDBPyConnection, settings: RegistrySettings) -> list[CheckResult]:
+    """The registry's asset checks, evaluated again with the same SQL so their outcome enters the history."""
+    results = []
+    for check in CHECKS:
+        violations_sql = check.violations_sql(con, settings).strip()
+        violations = scalar(con, f"SELECT count(*) FROM ({violations_sql})")
+        checked = scalar(con, check.checked_sql)
+        results.append(CheckResult(
+            check_id=f"registry_check/{check.table}/{check.name}/all",
+            source="registry_check",
+            category=_registry_check_category(check),
+            table_name=check.table,
+            column_name=None,
+            site_id="all",
+            check_name=check.name,
+            description=check.description,
+            numerator=violations,
+            denominator=checked,
+            threshold=0.0,
+            passed=violations == 0,
+            violations_sql=" ".join(violations_sql.split()),
+            asset_key=f"registry/{check.table}",
+        ))
+    return results
+
+
+@dg.asset(
+    key=["quality", "check_results"],
+    deps=[asset.key for asset in (*registry_assets, *metrics_assets)],
+    group_name="quality",
+    kinds={"duckdb", "python"},
+)
+def quality_check_results(context: dg.AssetExecutionContext, settings: RegistrySettings) -> dg.MaterializeResult:
+    """quality.check_results: this run's outcome of every data-quality check (Kahn category, numerator,
+    denominator, threshold, pass, SQL of the violating rows), added to the history of earlier runs, and
+    quality.check_changes (new, resolved and persisting failures). Also writes the Great Expectations Data
+    Docs of the suites derived from the contract, with their scripts and styles served locally."""
+    reports = settings.reports_path
+    data_docs = reports / DATA_DOCS_FOLDER
+    quality_settings = load_quality_settings()
+    with settings.working_db() as con:
+        columns = {
+            table.name: [row[0] for row in con.execute(f"DESCRIBE registry.{table.name}").fetchall()]
+            for table in TABLES
+        }
+        rules = registry_rules(columns, settings.protocol(), quality_settings)
+        suites = run_suites(con, rules, run_name=context.run.run_id, data_docs_dir=data_docs)
+        make_offline(data_docs, dashboard=reports / DASHBOARD_FILE)
+        gx_results = [
+            replace(r, data_docs_page=f"{DATA_DOCS_FOLDER}/{r.data_docs_page}") if r.data_docs_page else r
+            for r in suites.results
+        ]
+        results = [*_registry_check_results(con, settings), *site_export_checks(con), *gx_results]
+        recorded = record_run(con, context.run.run_id, dt.datetime.now(dt.UTC), results)
+        changes = dict(con.execute("SELECT change, count(*) FROM quality.check_changes GROUP BY ALL").fetchall())
+    failed = [r for r in results if not r.passed]
+    return dg.MaterializeResult(
+        metadata={
+            "checks": recorded,
+            "failed": len(failed),
+            **{f"failed_{c}": sum(r.category == c for r in failed) for c in (CONFORMANCE, COMPLETENESS, PLAUSIBILITY)},
+            "new_failures": changes.get("new", 0),
+            "resolved_failures": changes.get("resolved", 0),
+            "persisting_failures": changes.get("persisting", 0),
+            "data_docs": dg.MetadataValue.path(str(data_docs / "index.html")),
+            "dashboard": dg.MetadataValue.path(str(reports / DASHBOARD_FILE)),
+        }
+    )
+
+
+@dg.asset(
+    key=["quality", "dashboard"],
+    deps=[quality_check_results.key, *(asset.key for asset in metrics_assets)],
+    group_name="quality",
+    kinds={"html"},
+)
+def quality_dashboard(settings: RegistrySettings) -> dg.MaterializeResult:
+    """The registry quality dashboard: one static HTML file with inline SVG charts (no server, no network),
+    linking to the Data Docs and to the Dagster assets each check reads."""
+    with settings.working_db() as con:
+        path = render_dashboard(con, settings.reports_path, load_quality_settings().dagster_url)
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "url": dg.MetadataValue.url(path.resolve().as_uri()),
+            "data_docs": dg.MetadataValue.path(str(settings.reports_path / DATA_DOCS_FOLDER / "index.html")),
+        }
+    )
+
+
+quality_assets = [quality_check_results, quality_dashboard]
