@@ -12,7 +12,7 @@ _DECIMAL = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
 _DATETIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$"
 # ISO 8601 local date-time, `T` or a space between date and time, seconds and fractions optional.
-_DATETIME_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M")
+_DATETIME_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M")  # after the common "%Y-%m-%dT%H:%M:%S"
 
 EXPECTED_TEXT = {
     pl.Int64: "a whole number",
@@ -23,29 +23,51 @@ EXPECTED_TEXT = {
 }
 
 
-def cleaned_text(column: str) -> pl.Expr:
-    """The cell with surrounding blanks removed; an empty cell is missing."""
-    text = pl.col(column).str.strip_chars()
-    return pl.when(text == "").then(None).otherwise(text)
-
-
-def _parse(text: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    base = dtype.base_type() if hasattr(dtype, "base_type") else dtype
-    if base == pl.Int64:
-        return pl.when(text.str.contains(_INTEGER)).then(text.cast(pl.Int64, strict=False))
-    if base == pl.Float64:
-        return pl.when(text.str.contains(_DECIMAL)).then(text.cast(pl.Float64, strict=False))
-    if base == pl.Boolean:
-        lowered = text.str.to_lowercase()
-        return pl.when(lowered == "true").then(True).when(lowered == "false").then(False)
-    if base == pl.Date:
-        return pl.when(text.str.contains(_DATE)).then(text.str.strptime(pl.Date, "%Y-%m-%d", strict=False))
-    if base == pl.Datetime:
-        iso = text.str.replace(" ", "T", literal=True, n=1)
-        parsed = pl.coalesce([iso.str.strptime(pl.Datetime("us"), fmt, strict=False) for fmt in _DATETIME_FORMATS])
-        # strptime alone is lenient (single-digit fields, second 60): the pattern keeps to ISO 8601.
-        return pl.when(text.str.contains(_DATETIME)).then(parsed)
+def cleaned_text(text: pl.Series) -> pl.Series:
+    """The cells with surrounding blanks removed; an empty cell is missing. Most exports have neither, and
+    checking is far cheaper than rewriting every string, so a column is only rewritten when it needs it."""
+    edges = (" ", "\t", "\r", "\n")
+    if any((text.str.starts_with(c) | text.str.ends_with(c)).any() for c in edges):
+        text = text.str.strip_chars()
+    if (text == "").any():
+        text = pl.select(pl.when(text == "").then(None).otherwise(text)).to_series().alias(text.name)
     return text
+
+
+def _parse_datetime(text: pl.Series) -> pl.Series:
+    """ISO 8601 local date-times. The common full form is parsed for every cell in one pass; the rarer
+    forms (no seconds, fractions of a second) only for the cells the first pass could not read."""
+    iso = text.str.replace(" ", "T", literal=True, n=1)
+    parsed = iso.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S", strict=False)
+    retry = parsed.is_null() & iso.is_not_null()
+    if retry.any():
+        rows = retry.arg_true()
+        rarer = iso.gather(rows)
+        rarer_parsed = pl.select(
+            pl.coalesce([rarer.str.strptime(pl.Datetime("us"), fmt, strict=False) for fmt in _DATETIME_FORMATS])
+        ).to_series()
+        parsed = parsed.scatter(rows, rarer_parsed)
+    # strptime alone is lenient (single-digit fields, second 60): the pattern keeps to ISO 8601.
+    return pl.select(pl.when(text.str.contains(_DATETIME)).then(parsed)).to_series().alias(text.name)
+
+
+def _parse(text: pl.Series, dtype: pl.DataType) -> pl.Series:
+    base = dtype.base_type() if hasattr(dtype, "base_type") else dtype
+    if base == pl.Datetime:
+        return _parse_datetime(text)
+    column = pl.col(text.name)
+    if base == pl.Int64:
+        expr = pl.when(column.str.contains(_INTEGER)).then(column.cast(pl.Int64, strict=False))
+    elif base == pl.Float64:
+        expr = pl.when(column.str.contains(_DECIMAL)).then(column.cast(pl.Float64, strict=False))
+    elif base == pl.Boolean:
+        lowered = column.str.to_lowercase()
+        expr = pl.when(lowered == "true").then(True).when(lowered == "false").then(False)
+    elif base == pl.Date:
+        expr = pl.when(column.str.contains(_DATE)).then(column.str.strptime(pl.Date, "%Y-%m-%d", strict=False))
+    else:
+        return text
+    return text.to_frame().select(expr.alias(text.name)).to_series()
 
 
 def parse_table(raw: pl.DataFrame, table: TableContract) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -56,15 +78,15 @@ def parse_table(raw: pl.DataFrame, table: TableContract) -> tuple[pl.DataFrame, 
     """
     lineage = [c for c in raw.columns if c not in table.columns]
     # Clean once, parse once: each column's text is read a single time however many rules look at it.
-    cleaned = raw.select(*lineage, *[cleaned_text(c).alias(c) for c in table.columns])
-    typed_columns: list[pl.Expr] = []
+    cleaned = raw.select(*lineage).with_columns(cleaned_text(raw[c]) for c in table.columns)
+    typed_columns: list[pl.Series] = []
     for column in table.columns:
-        typed = _parse(pl.col(column), table.polars_type(column))
+        typed = _parse(cleaned[column], table.polars_type(column))
         when_missing = (table.base_schema.columns[column].metadata or {}).get("when_missing")
         if when_missing is not None:
             typed = typed.fill_null(when_missing)
-        typed_columns.append(typed.alias(column))
-    typed_frame = cleaned.select(*lineage, *typed_columns)
+        typed_columns.append(typed)
+    typed_frame = cleaned.select(*lineage).with_columns(typed_columns)
 
     failure_frames: list[pl.DataFrame] = []
     for column in table.columns:
