@@ -21,7 +21,8 @@ $(STAMP):
 demo: install
 	rm -rf $(DEMO)/landing
 	mkdir -p $(DEMO)/dagster_home
-	$(BIN)/ketreg generate --out $(DEMO)/landing --sites 4 --patients-per-site 60 --seed 7 --error-rate 0.02
+	$(BIN)/ketreg generate --out $(DEMO)/landing --sites 4 --patients-per-site 60 --seed 7 --error-rate 0.02 \
+		--shapes canonical,semicolon,excel,redcap
 	@echo "Using the published demo pseudonym key (synthetic data only; real runs need their own KETREG_PSEUDONYM_KEY)."
 	DAGSTER_HOME=$(CURDIR)/$(DEMO)/dagster_home KETREG_PSEUDONYM_KEY=$(DEMO_PSEUDONYM_KEY) \
 		$(BIN)/ketreg run --landing $(DEMO)/landing --db $(DEMO)/registry.duckdb

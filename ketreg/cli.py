@@ -15,7 +15,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     summary = generate_landing(
         Path(args.out), sites=args.sites, patients_per_site=args.patients_per_site, seed=args.seed,
-        error_rate=args.error_rate,
+        error_rate=args.error_rate, shapes=tuple(s.strip() for s in args.shapes.split(",") if s.strip()),
     )
     rows = ", ".join(f"{table} {n}" for table, n in summary.rows_written.items())
     print(f"Wrote {len(summary.exports)} exports of {len(summary.sites)} synthetic sites to {args.out}: {rows}")
@@ -76,6 +76,24 @@ def _release(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_export(args: argparse.Namespace) -> int:
+    from ketreg.preflight import EXIT_UNUSABLE, check_export
+    from schemas.protocol import ProtocolError, load_protocol
+
+    path = Path(args.path)
+    if not path.is_dir():
+        print(f"ketreg check-export: {path} is not an export folder", file=sys.stderr)
+        return EXIT_UNUSABLE
+    try:
+        protocol = load_protocol(args.protocol)
+    except ProtocolError as exc:
+        print(f"ketreg check-export: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    report = check_export(path, args.site, protocol, Path(args.sites_dir) if args.sites_dir else None)
+    print(report.as_json() if args.format == "json" else report.as_text())
+    return report.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ketreg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--patients-per-site", type=int, default=60)
     generate.add_argument("--seed", type=int, default=7)
     generate.add_argument("--error-rate", type=float, default=0.0, help="share of rows given a fault (0 … 1)")
+    generate.add_argument(
+        "--shapes", default="canonical",
+        help="export shapes handed to the sites in turn, comma-separated: canonical, semicolon, excel, redcap "
+             "(a non-canonical site is named site_NN_<shape> and read through sites/site_NN_<shape>.yaml)",
+    )
     generate.set_defaults(handler=_generate)
 
     run = commands.add_parser("run", help="validate the landing folder and build the registry")
@@ -98,6 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from an empty working database: every export is read and validated again",
     )
     run.set_defaults(handler=_run)
+
+    check = commands.add_parser(
+        "check-export", help="pre-flight one export folder as the registry would read it (touches no registry)",
+        description="Exit code 0: every row would be accepted; 1: rows would be quarantined; 2: the export is "
+                    "unusable.",
+    )
+    check.add_argument("path", help="the export folder, e.g. outbox/2026-11-01")
+    check.add_argument("--site", required=True, help="the site id agreed with the registry, e.g. site-a")
+    check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument("--sites-dir", help="folder of site mappings (default: $KETREG_SITES_DIR or sites/)")
+    check.add_argument("--protocol", help="protocol limits file (default: config/protocol.yaml)")
+    check.set_defaults(handler=_check_export)
 
     release = commands.add_parser("release", help="freeze the published registry, or verify a release")
     release.add_argument("name", help="release name, e.g. 2026-12-interim")

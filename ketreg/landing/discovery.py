@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ketreg.landing.mapping import MappingError, SiteMapping, default_sites_dir, load_mapping, mapping_path
 from schemas.identifiers import looks_like_identifier
 from schemas.tables import TABLES, TABLES_BY_FILE
 
@@ -42,6 +43,7 @@ class LandingExport:
     files: dict[str, ExportFile] = field(default_factory=dict)
     rejection: str | None = None
     notices: list[str] = field(default_factory=list)
+    mapping: SiteMapping | None = None  # None: the site writes the canonical contract
 
     @property
     def label(self) -> str:
@@ -52,6 +54,9 @@ class LandingExport:
         digest = hashlib.sha256()
         for table in sorted(self.files):
             digest.update(f"{table}:{self.files[table].sha256};".encode())
+        if self.mapping is not None:
+            # A changed mapping changes what the same files mean: the export is read again.
+            digest.update(f"mapping:{self.mapping.sha256};".encode())
         return digest.hexdigest()
 
     def reject(self, message: str) -> None:
@@ -142,10 +147,53 @@ def _scan_export(site_id: str, path: Path) -> LandingExport:
     return export
 
 
-def scan_landing(landing: Path) -> LandingScan:
-    """Every export under `landing`, sorted by site then export id (time order)."""
+def _scan_mapped_export(site_id: str, path: Path, mapping: SiteMapping) -> LandingExport:
+    """An export read through the site's mapping: the files it names must be there; their columns are
+    checked when they are read (a workbook has to be opened for that)."""
+    export = LandingExport(site_id=site_id, export_id=path.name, path=path, mapping=mapping)
+    names = {entry.name for entry in path.iterdir() if not entry.name.startswith(".")}
+    read = set(mapping.source_files())
+    for name in sorted(names - read):
+        export.notices.append(f"{export.label}/{name}: not a file {mapping.label} reads; not read")
+    for table in TABLES:
+        parts = mapping.tables.get(table.name, ())
+        files = [mapping.file] if mapping.format in ("excel", "redcap") else [p.file for p in parts]
+        files = [f for f in files if f]
+        if not files:
+            continue
+        file_path = path / files[0]
+        if not file_path.is_file():
+            if table.required_in_export or mapping.format in ("excel", "redcap"):
+                export.reject(f"{export.label}: {files[0]} is missing; {mapping.label} reads {table.name} from it")
+            continue
+        export.files[table.name] = ExportFile(
+            table=table.name, path=file_path, sha256=file_sha256(file_path), size_bytes=file_path.stat().st_size
+        )
+    return export
+
+
+def scan_export(site_id: str, path: Path, sites_dir: Path | None = None) -> LandingExport:
+    """One export folder of `site_id`, read through the site's mapping if `sites_dir` holds one (the same
+    checks `scan_landing` makes; `ketreg check-export` uses it on a folder outside the landing area)."""
+    found = mapping_path(default_sites_dir() if sites_dir is None else sites_dir, site_id)
+    if found is None:
+        return _scan_export(site_id, path)
+    try:
+        mapping = load_mapping(found, site_id)
+    except MappingError as exc:
+        export = LandingExport(site_id=site_id, export_id=path.name, path=path)
+        export.reject(f"{export.label}: the site's mapping cannot be used: {exc}")
+        return export
+    return _scan_mapped_export(site_id, path, mapping)
+
+
+def scan_landing(landing: Path, sites_dir: Path | None = None) -> LandingScan:
+    """Every export under `landing`, sorted by site then export id (time order). A site with a mapping file
+    in `sites_dir` (default: `default_sites_dir()`) is read through it; a broken mapping rejects the site's
+    exports, naming the problem."""
     if not landing.is_dir():
         raise FileNotFoundError(f"landing folder {landing} does not exist")
+    sites_dir = default_sites_dir() if sites_dir is None else sites_dir
     exports: list[LandingExport] = []
     ignored: list[str] = []
     for site_dir in sorted(landing.iterdir()):
@@ -154,11 +202,26 @@ def scan_landing(landing: Path) -> LandingScan:
         if not site_dir.is_dir() or not SITE_ID.match(site_dir.name):
             ignored.append(f"{site_dir.name}: not a site folder (site ids match {SITE_ID.pattern}); not read")
             continue
+        mapping: SiteMapping | None = None
+        mapping_problem: str | None = None
+        found = mapping_path(sites_dir, site_dir.name)
+        if found is not None:
+            try:
+                mapping = load_mapping(found, site_dir.name)
+            except MappingError as exc:
+                mapping_problem = str(exc)
         for export_dir in sorted(site_dir.iterdir()):
             if export_dir.name.startswith("."):
                 continue
             if not export_dir.is_dir() or not EXPORT_ID.match(export_dir.name):
                 ignored.append(f"{site_dir.name}/{export_dir.name}: not an export folder; not read")
                 continue
-            exports.append(_scan_export(site_dir.name, export_dir))
+            if mapping_problem is not None:
+                export = LandingExport(site_id=site_dir.name, export_id=export_dir.name, path=export_dir)
+                export.reject(f"{export.label}: the site's mapping cannot be used: {mapping_problem}")
+                exports.append(export)
+            elif mapping is not None:
+                exports.append(_scan_mapped_export(site_dir.name, export_dir, mapping))
+            else:
+                exports.append(_scan_export(site_dir.name, export_dir))
     return LandingScan(exports=exports, ignored_entries=ignored)

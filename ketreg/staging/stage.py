@@ -12,9 +12,11 @@ import duckdb
 import polars as pl
 
 from ketreg.landing.discovery import LandingExport
-from ketreg.landing.reader import UnreadableFile, read_export_file
+from ketreg.landing.exports import read_export
+from ketreg.landing.reader import UnreadableFile
+from schemas.parsing import concat_failures
 from schemas.protocol import Protocol
-from schemas.tables import TABLES, TableContract
+from schemas.tables import TABLES, TABLES_BY_NAME, TableContract
 from schemas.validation import ParentRows, TableValidation, validate_table
 
 # Exports are validated in batches: large enough that per-call overhead vanishes, small enough
@@ -22,7 +24,10 @@ from schemas.validation import ParentRows, TableValidation, validate_table
 BATCH_BYTES = 96 * 1024 * 1024
 
 _ROOT = Path(__file__).resolve().parents[2]
-_VALIDATION_SOURCES = [*sorted((_ROOT / "schemas").glob("*.py")), _ROOT / "ketreg" / "landing" / "reader.py"]
+_VALIDATION_SOURCES = [
+    *sorted((_ROOT / "schemas").glob("*.py")),
+    *(_ROOT / "ketreg" / "landing" / name for name in ("reader.py", "mapping.py", "formats.py", "mapped.py")),
+]
 
 
 def validation_fingerprint(protocol: Protocol) -> str:
@@ -63,6 +68,24 @@ def _empty_raw(table: TableContract) -> pl.DataFrame:
     schema = {"site_id": pl.String, "export_id": pl.String, "source_line": pl.Int64}
     schema.update({column: pl.String for column in table.columns})
     return pl.DataFrame(schema=schema)
+
+
+def validate_tables(
+    raw_by_table: dict[str, list[pl.DataFrame]], extra_by_table: dict[str, list[pl.DataFrame]], protocol: Protocol
+) -> Iterator[tuple[TableContract, pl.DataFrame, TableValidation]]:
+    """Validate the files of one or more exports in reference order (parents before children).
+
+    `extra_by_table` holds failures found while reading (a mapped site's conversions), rows counted in the
+    concatenation of that table's frames. Shared by staging and `ketreg check-export`."""
+    parents: dict[str, ParentRows] = {}
+    for table in TABLES:
+        raw = pl.concat(raw_by_table[table.name]) if raw_by_table.get(table.name) else _empty_raw(table)
+        extra = concat_failures(extra_by_table.get(table.name, []))
+        result = validate_table(raw, table, protocol, parents, extra)
+        referenced = _referenced_columns(table)
+        if referenced and table.record_id:
+            parents[table.name] = result.parent_rows(table.record_id, referenced)
+        yield table, raw, result
 
 
 def _batches(exports: list[LandingExport]) -> Iterator[list[LandingExport]]:
@@ -126,6 +149,9 @@ def _stage_batch(
     report: StagingReport,
 ) -> None:
     raw_by_table: dict[str, list[pl.DataFrame]] = {t.name: [] for t in TABLES}
+    # Conversion failures of mapped sites, with rows counted in the concatenated frame of the batch.
+    extra_by_table: dict[str, list[pl.DataFrame]] = {t.name: [] for t in TABLES}
+    rows_so_far: dict[str, int] = dict.fromkeys(raw_by_table, 0)
     statuses: list[dict] = []
     for export in batch:
         status = {
@@ -136,31 +162,30 @@ def _stage_batch(
             "rejection_reason": export.rejection,
             "notices": export.notices,
         }
-        frames: dict[str, pl.DataFrame] = {}
+        read = None
         if export.rejection is None:
             try:
-                frames = {name: read_export_file(export, f) for name, f in export.files.items()}
+                read = read_export(export)
             except UnreadableFile as exc:
                 status["rejection_reason"] = str(exc)
-        if status["rejection_reason"] is not None:
+        if read is None:
             status["status"] = "rejected"
             report.rejected[export.label] = status["rejection_reason"]
         else:
-            for name, frame in frames.items():
+            status["notices"] = [*export.notices, *read.notices]
+            for name, frame in read.frames.items():
+                failures = read.failures.get(name)
+                if failures is not None and failures.height:
+                    extra_by_table[name].append(failures.with_columns(pl.col("row") + rows_so_far[name]))
                 raw_by_table[name].append(frame)
+                rows_so_far[name] += frame.height
             report.staged.append(export.label)
         statuses.append(status)
 
-    parents: dict[str, ParentRows] = {}
     accepted: dict[str, pl.DataFrame] = {}
     quarantined: list[pl.DataFrame] = []
     counts: list[pl.DataFrame] = []
-    for table in TABLES:
-        raw = pl.concat(raw_by_table[table.name]) if raw_by_table[table.name] else _empty_raw(table)
-        result = validate_table(raw, table, protocol, parents)
-        referenced = _referenced_columns(table)
-        if referenced and table.record_id:
-            parents[table.name] = result.parent_rows(table.record_id, referenced)
+    for table, raw, result in validate_tables(raw_by_table, extra_by_table, protocol):
         accepted[table.name] = result.accepted
         quarantined.append(result.quarantined)
         counts.append(_counts(raw, result, table))
@@ -172,7 +197,7 @@ def _stage_batch(
             {
                 "site_id": e.site_id,
                 "export_id": e.export_id,
-                "file_name": f.path.name,
+                "file_name": TABLES_BY_NAME[f.table].file_name,
                 "file_sha256": f.sha256,
                 "identifier_columns_dropped": f.identifier_columns,
                 "ignored_columns": f.ignored_columns,

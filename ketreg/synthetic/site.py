@@ -1,5 +1,7 @@
 """Simulate everything one site holds by the end of the data (2026-10-31)."""
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 
@@ -22,10 +24,16 @@ def site_rng(seed: int, site_index: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, site_index, stream])
 
 
-def simulate_site(seed: int, site_index: int, patients: int) -> dict[str, pl.DataFrame]:
-    """All tables of one site, each with the `_visible_on` date (and other `_` helpers) snapshots use."""
+def simulate_site(
+    seed: int, site_index: int, patients: int, weighs_everyone: bool = False
+) -> dict[str, pl.DataFrame]:
+    """All tables of one site, each with the `_visible_on` date (and other `_` helpers) snapshots use.
+
+    `weighs_everyone`: the site records every patient's weight (it doses per kg); nothing else changes."""
     rng = site_rng(seed, site_index, CLINICAL_STREAM)
     profile = draw_site_profile(rng)
+    if weighs_everyone:
+        profile = replace(profile, weight_kg=1.0)
     cohort = simulate_cohort(rng, patients, profile)
     plan = cohort.plan
     schedule = build_schedule(rng, plan)

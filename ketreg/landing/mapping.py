@@ -1,0 +1,320 @@
+"""A site's mapping file (`sites/<site_id>.yaml`): how its own export becomes the canonical contract.
+
+This module only reads and checks the file; `ketreg.landing.mapped` applies it. Every key is documented in
+docs/site-mappings.md. A problem in the file is reported with the file's name and the key path, all problems
+together, so a data manager can fix them in one go.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from schemas.tables import TABLES_BY_NAME
+
+MAPPING_DOC = "docs/site-mappings.md"
+FORMATS = ("canonical", "delimited", "excel", "redcap")
+ENCODINGS = {
+    "utf-8": "utf-8-sig", "utf8": "utf-8-sig", "utf-8-sig": "utf-8-sig",
+    "latin-1": "latin-1", "latin1": "latin-1", "iso-8859-1": "latin-1",
+    "windows-1252": "cp1252", "cp1252": "cp1252",
+}
+# Units a site may write a contract column in; the first is the contract's own unit (no conversion).
+UNITS: dict[str, tuple[str, ...]] = {
+    "initial_rate_mg_h": ("mg/h", "mg/kg/h", "ug/kg/min"),
+    "max_rate_mg_h": ("mg/h", "mg/kg/h", "ug/kg/min"),
+    "total_dose_mg": ("mg",),
+    "weight_kg": ("kg", "lb"),
+    "nprs": ("nprs", "vas_0_100"),
+    "daily_mme": ("mme",),
+}
+PER_KG_UNITS = ("mg/kg/h", "ug/kg/min")
+EXCEL_SERIAL = "excel_serial"
+_TOP_KEYS = {
+    "site", "format", "encoding", "delimiter", "quote", "decimal_comma", "date_format", "datetime_format",
+    "timezone", "source_timezone", "missing_codes", "file", "tables", "ignore",
+}
+_PART_KEYS = {"file", "sheet", "rows", "columns", "ignore"}
+_COLUMN_KEYS = {
+    "from", "constant", "template", "any_checked", "values", "unmapped", "unit", "format", "round", "missing_codes",
+}
+
+
+class MappingError(ValueError):
+    """The mapping file cannot be used; every export of the site is rejected with this message."""
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """Where one contract column comes from and how its text is turned into the contract's."""
+
+    column: str
+    source: str | None = None  # a column of the site's file
+    constant: str | None = None
+    template: str | None = None  # e.g. "{record_id}-I{redcap_repeat_instance}"
+    any_checked: str | None = None  # a REDCap checkbox field: true if any `<field>___<code>` is 1
+    values: dict[str, str | None] | None = None
+    keep_unmapped: bool = False
+    unit: str | None = None
+    format: str | None = None
+    round: int | None = None
+    missing_codes: tuple[str, ...] = ()
+
+    def source_columns(self, header: list[str]) -> list[str]:
+        """The site's columns this spec reads (for reporting unused ones)."""
+        if self.source:
+            return [self.source]
+        if self.any_checked:
+            return [c for c in header if c.startswith(f"{self.any_checked}___")]
+        if self.template:
+            return [c for c in header if f"{{{c}}}" in self.template]
+        return []
+
+
+@dataclass(frozen=True)
+class TablePart:
+    """One place of the site's export that holds rows of a contract table (a file, a sheet, or REDCap rows)."""
+
+    table: str
+    where: str  # the key path in the mapping file, for messages
+    file: str | None = None
+    sheet: str | None = None
+    events: tuple[str, ...] = ()  # REDCap: redcap_event_name values; empty = any event
+    instrument: str | None = None  # REDCap: redcap_repeat_instrument; "" = the non-repeating rows
+    columns: dict[str, ColumnSpec] = field(default_factory=dict)
+    ignore: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SiteMapping:
+    """A site's mapping file, checked."""
+
+    site_id: str
+    path: Path
+    sha256: str
+    format: str
+    encoding: str = "utf-8-sig"
+    delimiter: str = ","
+    quote: str = '"'
+    decimal_comma: bool = False
+    date_format: str = "%Y-%m-%d"
+    datetime_format: str = "%Y-%m-%dT%H:%M:%S"
+    timezone: str | None = None
+    source_timezone: str | None = None
+    missing_codes: tuple[str, ...] = ()
+    file: str | None = None  # REDCap: the one file of the export; Excel: the workbook
+    ignore: tuple[str, ...] = ()
+    tables: dict[str, tuple[TablePart, ...]] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"sites/{self.path.name}"
+
+    def source_files(self) -> list[str]:
+        """The files of an export folder this mapping reads."""
+        if self.format in ("redcap", "excel"):
+            return [self.file] if self.file else []
+        return sorted({p.file for parts in self.tables.values() for p in parts if p.file})
+
+
+def default_sites_dir() -> Path:
+    """`$KETREG_SITES_DIR`, else the `sites/` folder of the repository."""
+    configured = os.environ.get("KETREG_SITES_DIR")
+    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "sites"
+
+
+def mapping_path(sites_dir: Path, site_id: str) -> Path | None:
+    path = sites_dir / f"{site_id}.yaml"
+    return path if path.is_file() else None
+
+
+def _text_list(value: Any, where: str, problems: list[str]) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str | int | float):
+        value = [value]
+    if not isinstance(value, list):
+        problems.append(f"{where}: expected a list of texts")
+        return ()
+    return tuple("" if v is None else str(v) for v in value)
+
+
+def _column_spec(table: str, column: str, raw: Any, where: str, problems: list[str]) -> ColumnSpec:
+    if isinstance(raw, str):
+        return ColumnSpec(column, source=raw)
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: expected a column name of the site's file or a mapping of keys")
+        return ColumnSpec(column)
+    for key in sorted(set(raw) - _COLUMN_KEYS):
+        problems.append(f"{where}: unknown key '{key}' (known: {', '.join(sorted(_COLUMN_KEYS))})")
+    sources = [k for k in ("from", "constant", "template", "any_checked") if raw.get(k) is not None]
+    if len(sources) != 1:
+        problems.append(f"{where}: give exactly one of from, constant, template, any_checked (got {sources or 'none'})")
+    values = raw.get("values")
+    if values is not None and not isinstance(values, dict):
+        problems.append(f"{where}.values: expected site value: contract value pairs")
+        values = None
+    unit = raw.get("unit")
+    if unit is not None and unit not in UNITS.get(column, ()):
+        allowed = ", ".join(UNITS.get(column, ())) or "none (this column has no unit to convert)"
+        problems.append(f"{where}.unit: '{unit}' is not a unit of {table}.{column} (allowed: {allowed})")
+    unmapped = raw.get("unmapped", "reject")
+    if unmapped not in ("reject", "keep"):
+        problems.append(f"{where}.unmapped: expected reject or keep (got '{unmapped}')")
+    rounding = raw.get("round")
+    if rounding is not None and not (isinstance(rounding, int) and 0 <= rounding <= 6):
+        problems.append(f"{where}.round: expected a number of decimals 0 … 6 (got '{rounding}')")
+
+    def text(value: Any) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+    return ColumnSpec(
+        column,
+        source=text(raw.get("from")),
+        constant=text(raw.get("constant")),
+        template=text(raw.get("template")),
+        any_checked=text(raw.get("any_checked")),
+        # YAML reads Y/N/yes/no unquoted as booleans: take keys and values back as the text the site wrote.
+        values=None if values is None else {_yaml_key(k): text(v) for k, v in values.items()},
+        keep_unmapped=unmapped == "keep",
+        unit=unit,
+        format=text(raw.get("format")),
+        round=rounding,
+        missing_codes=_text_list(raw.get("missing_codes"), f"{where}.missing_codes", problems),
+    )
+
+
+def _yaml_key(key: Any) -> str:
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)
+
+
+def _table_part(mapping_format: str, table: str, raw: Any, where: str, problems: list[str]) -> TablePart:
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: expected keys {', '.join(sorted(_PART_KEYS))}")
+        return TablePart(table, where)
+    for key in sorted(set(raw) - _PART_KEYS):
+        problems.append(f"{where}: unknown key '{key}' (known: {', '.join(sorted(_PART_KEYS))})")
+    if mapping_format in ("canonical", "delimited") and not raw.get("file"):
+        problems.append(f"{where}: name the file that holds {table} (file: …)")
+    if mapping_format == "excel" and not raw.get("sheet"):
+        problems.append(f"{where}: name the sheet that holds {table} (sheet: …)")
+    rows = raw.get("rows") or {}
+    if mapping_format == "redcap" and not isinstance(rows, dict):
+        problems.append(f"{where}.rows: expected event and/or instrument")
+        rows = {}
+    contract = TABLES_BY_NAME[table]
+    columns_raw = raw.get("columns") or {}
+    if not isinstance(columns_raw, dict):
+        problems.append(f"{where}.columns: expected contract column: source pairs")
+        columns_raw = {}
+    columns: dict[str, ColumnSpec] = {}
+    for column, spec in columns_raw.items():
+        if column not in contract.columns:
+            problems.append(
+                f"{where}.columns: '{column}' is not a column of {contract.file_name} "
+                f"(its columns: {', '.join(contract.columns)})"
+            )
+            continue
+        columns[column] = _column_spec(table, column, spec, f"{where}.columns.{column}", problems)
+    instrument = rows.get("instrument")
+    return TablePart(
+        table,
+        where,
+        file=raw.get("file"),
+        sheet=raw.get("sheet"),
+        events=_text_list(rows.get("event"), f"{where}.rows.event", problems),
+        instrument=None if instrument is None else str(instrument),
+        columns=columns,
+        ignore=_text_list(raw.get("ignore"), f"{where}.ignore", problems),
+    )
+
+
+def load_mapping(path: Path, site_id: str) -> SiteMapping:
+    """Read and check `path`; raise MappingError listing every problem found."""
+    label = f"sites/{path.name}"
+    content = path.read_bytes()
+    try:
+        raw = yaml.safe_load(content.decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise MappingError(f"{label}: not a readable YAML file ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(raw, dict):
+        raise MappingError(f"{label}: expected keys such as format and tables ({MAPPING_DOC})")
+    problems: list[str] = []
+    for key in sorted(set(raw) - _TOP_KEYS):
+        problems.append(f"unknown key '{key}' (known: {', '.join(sorted(_TOP_KEYS))})")
+    if raw.get("site", site_id) != site_id:
+        problems.append(f"site: '{raw.get('site')}' does not match the file name's site id '{site_id}'")
+    mapping_format = raw.get("format", "delimited")
+    if mapping_format not in FORMATS:
+        problems.append(f"format: '{mapping_format}' is not one of {', '.join(FORMATS)}")
+    encoding = str(raw.get("encoding", "utf-8")).lower()
+    if encoding not in ENCODINGS:
+        problems.append(f"encoding: '{encoding}' is not one of utf-8, latin-1, windows-1252")
+    delimiter = str(raw.get("delimiter", ","))
+    quote = str(raw.get("quote", '"'))
+    if len(delimiter) != 1 or len(quote) != 1:
+        problems.append("delimiter and quote must each be one character")
+    if mapping_format in ("redcap", "excel") and not raw.get("file"):
+        kind = "REDCap export" if mapping_format == "redcap" else "workbook"
+        problems.append(f"file: name the {kind} file (file: …)")
+    for key in ("timezone", "source_timezone"):
+        if raw.get(key) is not None:
+            _check_zone(str(raw[key]), key, problems)
+    tables_raw = raw.get("tables") or {}
+    if not isinstance(tables_raw, dict):
+        problems.append("tables: expected one entry per contract table")
+        tables_raw = {}
+    tables: dict[str, tuple[TablePart, ...]] = {}
+    for table, parts in tables_raw.items():
+        if table not in TABLES_BY_NAME:
+            problems.append(f"tables: '{table}' is not a contract table (tables: {', '.join(TABLES_BY_NAME)})")
+            continue
+        parts_list = parts if isinstance(parts, list) else [parts]
+        tables[table] = tuple(
+            _table_part(mapping_format, table, part, f"tables.{table}" + (f"[{i}]" if len(parts_list) > 1 else ""),
+                        problems)
+            for i, part in enumerate(parts_list)
+        )
+    for table in TABLES_BY_NAME.values():
+        if table.required_in_export and table.name not in tables:
+            problems.append(f"tables: {table.name} is missing; every export needs it")
+    if problems:
+        raise MappingError(f"{label}: " + "; ".join(problems) + f" (see {MAPPING_DOC})")
+    return SiteMapping(
+        site_id=site_id,
+        path=path,
+        sha256=hashlib.sha256(content).hexdigest(),
+        format=mapping_format,
+        encoding=ENCODINGS[encoding],
+        delimiter=delimiter,
+        quote=quote,
+        decimal_comma=bool(raw.get("decimal_comma", False)),
+        date_format=str(raw.get("date_format", "%Y-%m-%d")),
+        datetime_format=str(raw.get("datetime_format", "%Y-%m-%dT%H:%M:%S")),
+        timezone=raw.get("timezone"),
+        source_timezone=raw.get("source_timezone"),
+        missing_codes=_text_list(raw.get("missing_codes"), "missing_codes", problems),
+        file=raw.get("file"),
+        ignore=_text_list(raw.get("ignore"), "ignore", problems),
+        tables=tables,
+    )
+
+
+def _check_zone(zone: str, key: str, problems: list[str]) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(f"{key}: '{zone}' is not a time zone name such as Europe/Berlin or UTC")

@@ -1,0 +1,191 @@
+"""`ketreg check-export`: the pre-flight a site runs before sending an export.
+
+It reads the folder exactly as a registry run would (the site's mapping, then the contract's schemas, with
+the same functions) and touches no registry: protocol deviations come from the registry's own SQL, run on a
+throw-away in-memory database. The report says, per file, how many rows would be accepted and quarantined
+and why, with example rows by the site's own line numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from ketreg.landing.discovery import scan_export
+from ketreg.landing.exports import read_export
+from ketreg.landing.reader import UnreadableFile
+from ketreg.registry.build import build_table, prepare
+from ketreg.staging.stage import validate_tables
+from ketreg.staging.tables import ensure_staging_tables
+from schemas.protocol import Protocol
+
+EXIT_CLEAN, EXIT_QUARANTINE, EXIT_UNUSABLE = 0, 1, 2
+EXAMPLES_PER_REASON = 3
+
+
+@dataclass
+class FileReport:
+    table: str
+    file_name: str  # the contract's file, as the registry's quarantine names it
+    source: str  # where the site wrote it: its file or `workbook[sheet]`
+    rows_read: int
+    rows_accepted: int
+    rows_quarantined: int
+    reasons: list[dict[str, Any]] = field(default_factory=list)  # rule, column, rows, examples
+
+
+@dataclass
+class ExportCheck:
+    site_id: str
+    export_id: str
+    path: str
+    mapping: str | None
+    rejection: str | None = None
+    notices: list[str] = field(default_factory=list)
+    files: list[FileReport] = field(default_factory=list)
+    deviations: list[dict[str, Any]] = field(default_factory=list)  # deviation, infusions, examples
+
+    @property
+    def exit_code(self) -> int:
+        if self.rejection is not None:
+            return EXIT_UNUSABLE
+        return EXIT_QUARANTINE if any(f.rows_quarantined for f in self.files) else EXIT_CLEAN
+
+    @property
+    def status(self) -> str:
+        return {EXIT_CLEAN: "clean", EXIT_QUARANTINE: "rows_would_be_quarantined", EXIT_UNUSABLE: "unusable"}[
+            self.exit_code
+        ]
+
+    def as_json(self) -> str:
+        return json.dumps(
+            {
+                "site_id": self.site_id, "export_id": self.export_id, "path": self.path, "mapping": self.mapping,
+                "status": self.status, "exit_code": self.exit_code, "rejection": self.rejection,
+                "notices": self.notices, "files": [vars(f) for f in self.files], "deviations": self.deviations,
+            },
+            indent=2, ensure_ascii=False,
+        )
+
+    def as_text(self) -> str:
+        lines = [
+            f"Export {self.site_id}/{self.export_id} ({self.path})",
+            f"Read with {self.mapping}" if self.mapping else "Read as the canonical contract (no mapping file)",
+        ]
+        if self.rejection is not None:
+            lines += ["", "UNUSABLE: the registry would reject the whole export:"]
+            parts = re.split(rf"; (?={re.escape(self.site_id)}/)", self.rejection)
+            lines += [f"  - {part.strip()}" for part in parts]
+        if self.files:
+            lines += ["", f"{'file':<22} {'from':<36} {'read':>7} {'accepted':>9} {'quarantined':>12}"]
+            for f in self.files:
+                lines.append(
+                    f"{f.file_name:<22} {f.source:<36} {f.rows_read:>7} {f.rows_accepted:>9} {f.rows_quarantined:>12}"
+                )
+            for f in self.files:
+                if not f.reasons:
+                    continue
+                lines += ["", f"{f.file_name} (from {f.source}): {f.rows_quarantined} row(s) would be quarantined"]
+                for reason in f.reasons:
+                    lines.append(f"  {reason['rule']} on {reason['column']}: {reason['rows']} row(s)")
+                    for example in reason["examples"]:
+                        record = f" {example['record_id']}" if example["record_id"] else ""
+                        lines.append(f"    line {example['source_line']}{record}: {example['message']}")
+        if self.deviations:
+            lines += ["", "Protocol deviations (valid rows, kept and recorded by the registry):"]
+            for deviation in self.deviations:
+                lines.append(f"  {deviation['deviation']}: {deviation['infusions']} infusion(s)")
+                for example in deviation["examples"]:
+                    lines.append(
+                        f"    line {example['source_line']}: {example['measure']} {example['observed']:g} "
+                        f"(protocol limit {example['protocol_limit']:g})"
+                    )
+        if self.notices:
+            lines += ["", "Notices (the export is still usable):"] + [f"  - {n}" for n in self.notices]
+        verdict = {
+            EXIT_CLEAN: "CLEAN: every row would be accepted.",
+            EXIT_QUARANTINE: "Rows would be quarantined: fix them at the lines above and check again.",
+            EXIT_UNUSABLE: "UNUSABLE: fix the problems above and check again.",
+        }[self.exit_code]
+        return "\n".join([*lines, "", verdict])
+
+
+def _reasons(quarantined: pl.DataFrame) -> list[dict[str, Any]]:
+    if quarantined.height == 0:
+        return []
+    long = quarantined.select("source_line", "record_id", pl.col("reasons")).explode("reasons").unnest("reasons")
+    summary = []
+    for (rule, column), group in long.sort("source_line").group_by(["rule", "column"], maintain_order=True):
+        summary.append({
+            "rule": rule, "column": column, "rows": group.height,
+            "examples": group.head(EXAMPLES_PER_REASON).select("source_line", "record_id", "message").to_dicts(),
+        })
+    return sorted(summary, key=lambda r: (-r["rows"], r["rule"], r["column"]))
+
+
+def _deviations(export_id: str, site_id: str, accepted: dict[str, pl.DataFrame],
+                protocol: Protocol) -> list[dict[str, Any]]:
+    """The registry's protocol deviations of the accepted rows, from its own SQL in a throw-away database."""
+    con = duckdb.connect(":memory:")
+    try:
+        ensure_staging_tables(con)
+        for name, frame in accepted.items():
+            con.register("_frame", frame)
+            con.execute(f"INSERT INTO staging.{name} BY NAME SELECT * FROM _frame")
+            con.unregister("_frame")
+        con.execute("INSERT INTO staging.exports VALUES (?, ?, 'check', 'accepted', NULL, [])", [site_id, export_id])
+        # A random key: the pseudonyms of this throw-away database are never seen or kept.
+        prepare(con, secrets.token_hex(16), protocol)
+        for name in ("exports", "patients", "infusions", "protocol_deviations"):
+            build_table(con, name, protocol)
+        found = con.sql(
+            "SELECT deviation, measure, observed, protocol_limit, source_line FROM registry.protocol_deviations"
+        ).pl()
+    finally:
+        con.close()
+    summary = []
+    for (deviation,), group in found.sort("source_line").group_by("deviation", maintain_order=True):
+        summary.append({
+            "deviation": deviation, "infusions": group.height,
+            "examples": group.head(EXAMPLES_PER_REASON).select(
+                "source_line", "measure", "observed", "protocol_limit"
+            ).to_dicts(),
+        })
+    return sorted(summary, key=lambda d: (-d["infusions"], d["deviation"]))
+
+
+def check_export(path: Path, site_id: str, protocol: Protocol, sites_dir: Path | None = None) -> ExportCheck:
+    """What a registry run would do with the export in `path` from `site_id`."""
+    export = scan_export(site_id, path, sites_dir)
+    report = ExportCheck(
+        site_id, export.export_id, str(path), export.mapping.label if export.mapping else None,
+        rejection=export.rejection, notices=list(export.notices),
+    )
+    if export.rejection is not None:
+        return report
+    try:
+        read = read_export(export)
+    except UnreadableFile as exc:
+        report.rejection = str(exc)
+        return report
+    report.notices += read.notices
+    raw_by_table = {name: [frame] for name, frame in read.frames.items()}
+    extra = {name: [f] for name, f in read.failures.items()}
+    accepted: dict[str, pl.DataFrame] = {}
+    for table, raw, result in validate_tables(raw_by_table, extra, protocol):
+        if table.name not in read.frames:
+            continue
+        accepted[table.name] = result.accepted
+        report.files.append(FileReport(
+            table.name, table.file_name, read.sources.get(table.name, table.file_name), raw.height,
+            result.accepted.height, result.quarantined.height, _reasons(result.quarantined),
+        ))
+    report.deviations = _deviations(export.export_id, site_id, accepted, protocol)
+    return report
