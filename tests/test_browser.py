@@ -106,7 +106,7 @@ def test_dashboard_renders_offline_with_charts_and_tables(quality_runs: QualityR
 
 def test_data_docs_render_offline_with_local_styles_and_scripts(quality_runs: QualityRuns, browser: Browser) -> None:
     docs = quality_runs.reports / "data_docs"
-    validation = next((docs / "validations").rglob("registry-assessments__*.html"))
+    validation = next((docs / "validations").rglob("registry-assessments*.html"))
     for name, path in (("data-docs-index.png", docs / "index.html"), ("data-docs-validation.png", validation)):
         page, log = _open(browser, path.as_uri())
         _screenshot(page, name)

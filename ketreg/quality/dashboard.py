@@ -152,7 +152,10 @@ def _completeness(checks: list[dict[str, Any]]) -> str:
     sites: set[str] = set()
     wanted = {f"{column}_recorded": f"{table}.{column}" for table, column in OUTCOME_MEASURES}
     for c in checks:
-        if c["source"] == "great_expectations" and c["check_name"] in wanted and c["denominator"]:
+        if (
+            c["source"] == "great_expectations" and c["site_id"] != "all"
+            and c["check_name"] in wanted and c["denominator"]
+        ):
             share = 1 - c["numerator"] / c["denominator"]
             cells[(c["site_id"], wanted[c["check_name"]])] = (share, 1 - c["threshold"])
             sites.add(c["site_id"])

@@ -52,6 +52,10 @@ class QualityRule:
         site = site_id.replace("'", "''")
         return f"SELECT * FROM registry.{self.table} WHERE site_id = '{site}' AND ({self.predicate})"
 
+    def all_violations_sql(self) -> str:
+        """The query that lists every site's violating rows of the registry table."""
+        return f"SELECT * FROM registry.{self.table} WHERE {self.predicate}"
+
 
 def registry_key(table: TableContract) -> str | None:
     """The pseudonymous key that replaces the site's record id in the registry (`patient_id` → `patient_key`)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,9 @@ from typing import Any
 import duckdb
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+# DuckDB takes 80 % of the machine's memory by default; the pipeline keeps to a budget and spills to disk
+# beyond it, so a registry of hundreds of sites runs in a small container. KETREG_DUCKDB_MEMORY_LIMIT overrides.
+DEFAULT_MEMORY_LIMIT = "1GB"
 
 
 @contextmanager
@@ -18,6 +22,7 @@ def connect(path: Path | str) -> Iterator[duckdb.DuckDBPyConnection]:
     work in one process, so it never waits on its own file lock."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
+    con.execute("SET memory_limit = ?", [os.environ.get("KETREG_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)])
     try:
         yield con
     finally:
