@@ -27,14 +27,16 @@ def _run(args: argparse.Namespace) -> int:
     from ketreg.registry.pseudonym import MissingPseudonymKey
     from ketreg.run import run_pipeline
     from ketreg.summary import run_summary
-    from schemas.protocol import ProtocolError, load_protocol
+    from schemas.protocol import ProtocolError, load_metric_settings, load_protocol
 
     landing, analyst_db = Path(args.landing), Path(args.db)
     if not landing.is_dir():
         print(f"ketreg run: landing folder {landing} does not exist", file=sys.stderr)
         return EXIT_USAGE
     try:
+        # Both halves of the protocol file, checked before anything runs: a typo is a usage error, not a failed run.
         load_protocol(args.protocol)
+        load_metric_settings(args.protocol)
         outcome = run_pipeline(
             landing, analyst_db, Path(args.work_db) if args.work_db else None,
             Path(args.protocol) if args.protocol else None, rebuild=args.rebuild,
@@ -49,6 +51,11 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  {failure}", file=sys.stderr)
         return EXIT_RUN_FAILED
     print(run_summary(analyst_db))
+    from pipelines.resources import RegistrySettings
+
+    dashboard = RegistrySettings(landing_dir=str(landing), analyst_db=str(analyst_db)).reports_path / "index.html"
+    if dashboard.exists():
+        print(f"  quality dashboard: {dashboard}")
     for warning in outcome.warnings:
         print(f"  WARNING {warning}")
     return EXIT_OK

@@ -56,6 +56,17 @@ def _summary(con: duckdb.DuckDBPyConnection, analyst_db: Path) -> str:
     ).fetchall()
     for (entry,) in identifiers:
         lines.append(f"  identifier-like columns not read (ask the site to remove them): {entry}")
+    has_metrics = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'metrics' AND table_name = 'registry_metrics'"
+    ).fetchall()[0][0]
+    if has_metrics:
+        for metric, numerator, denominator, estimate, low, high in con.execute(
+            """SELECT metric, numerator, denominator, estimate, ci_low, ci_high FROM metrics.registry_metrics
+               WHERE stratum_type = 'overall' AND metric IN ('responder_rate', 'durable_relief')
+               AND estimate IS NOT NULL ORDER BY metric DESC"""
+        ).fetchall():
+            name = metric.replace("_", " ")
+            lines.append(f"  {name}: {estimate:.1%} ({numerator}/{denominator}; 95 % CI {low:.1%}–{high:.1%})")
     top_reasons = con.execute(
         """SELECT file_name, r.rule, count(*) AS n FROM quarantine, unnest(reasons) AS t(r)
            GROUP BY ALL ORDER BY n DESC, file_name, r.rule LIMIT 8"""
