@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 import statsmodels.api as sm
 from scipy import stats
-from statsmodels.tools.sm_exceptions import ModelWarning, PerfectSeparationError
+from statsmodels.tools.sm_exceptions import ModelWarning, PerfectSeparationError, PerfectSeparationWarning
 
 from schemas.protocol import MetricSettings
 
@@ -133,17 +133,30 @@ def design(patients: pl.DataFrame, factors: list[str], settings: MetricSettings)
     return Design(factors, data, references, levels, dropped, single)
 
 
-def _matrix(layout: Design) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+def _matrix(layout: Design) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """Responders, patients and the design row of each covariate pattern. With factors only, patients who share
+    a pattern share a likelihood term, so the binomial fit on patterns gives exactly the logistic fit on
+    patients (same estimates and standard errors) in memory that grows with patterns, not patients."""
     terms = [(factor, level) for factor, factor_levels in layout.levels.items() for level in factor_levels]
-    columns = [np.ones(layout.data.height)]
-    columns += [(layout.data[factor] == level).cast(pl.Float64).to_numpy() for factor, level in terms]
-    y = layout.data["responder"].cast(pl.Float64).to_numpy()
-    return y, np.column_stack(columns), terms
+    factors = list(layout.levels)
+    if factors:
+        patterns = layout.data.group_by(factors).agg(
+            pl.col("responder").cast(pl.Float64).sum().alias("responders"), pl.len().cast(pl.Float64).alias("patients")
+        )
+    else:
+        patterns = layout.data.select(
+            pl.col("responder").cast(pl.Float64).sum().alias("responders"), pl.len().cast(pl.Float64).alias("patients")
+        )
+    columns = [np.ones(patterns.height)]
+    columns += [(patterns[factor] == level).cast(pl.Float64).to_numpy() for factor, level in terms]
+    return patterns["responders"].to_numpy(), patterns["patients"].to_numpy(), np.column_stack(columns), terms
 
 
-def _not_estimable_reason(y: np.ndarray, x: np.ndarray, settings: MetricSettings) -> str | None:
-    n, coefficients = x.shape[0], x.shape[1] - 1
-    events, non_events = int(y.sum()), int(n - y.sum())
+def _not_estimable_reason(
+    responders: np.ndarray, patients: np.ndarray, x: np.ndarray, settings: MetricSettings
+) -> str | None:
+    n, coefficients = int(patients.sum()), x.shape[1] - 1
+    events, non_events = int(responders.sum()), int(n - responders.sum())
     if n == 0:
         return "not estimable: no treated patients"
     if coefficients == 0:
@@ -163,18 +176,26 @@ def _not_estimable_reason(y: np.ndarray, x: np.ndarray, settings: MetricSettings
 
 def fit(layout: Design, model: str, settings: MetricSettings) -> list[dict]:
     """One row per factor level: the odds ratio against the reference level with its interval, or why not."""
-    y, x, terms = _matrix(layout)
-    reason = _not_estimable_reason(y, x, settings)
+    responders, patients, x, terms = _matrix(layout)
+    reason = _not_estimable_reason(responders, patients, x, settings)
     estimates: dict[tuple[str, str], tuple[float, float, float, float]] = {}
     if reason is None:
         try:
             with warnings.catch_warnings():
                 # Separation, non-convergence and a singular Hessian (statsmodels' ModelWarnings) and overflow
                 # are what sparse data do to a logistic model: they become a "not estimable" row.
-                for category in (ModelWarning, RuntimeWarning):
-                    warnings.simplefilter("error", category)
-                result = sm.Logit(y, x).fit(disp=0, maxiter=100, method="newton")
-            if not result.mle_retvals.get("converged", False):
+                warnings.simplefilter("error", ModelWarning)
+                warnings.filterwarnings("error", message=".*(overflow|invalid value)", category=RuntimeWarning)
+                # A saturated model (as many patterns as coefficients) has no residual degrees of freedom;
+                # statsmodels divides by them for a scale the binomial family does not use.
+                warnings.filterwarnings("ignore", message="divide by zero", category=RuntimeWarning)
+                # Its perfect-prediction test fires on any saturated grouped fit (fitted shares = observed shares).
+                # Real separation cannot reach here: design() leaves out levels where all or none responded, and
+                # a quasi-separated level shows as an unbounded standard error, reported as not estimable below.
+                warnings.filterwarnings("ignore", category=PerfectSeparationWarning)
+                outcome = np.column_stack([responders, patients - responders])
+                result = sm.GLM(outcome, x, family=sm.families.Binomial()).fit(maxiter=100, tol=1e-12)
+            if not getattr(result, "converged", True):
                 reason = "not estimable: the fit did not converge"
         except (ModelWarning, RuntimeWarning, PerfectSeparationError, np.linalg.LinAlgError, ValueError) as exc:
             reason = f"not estimable: the fit failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
