@@ -49,6 +49,23 @@ def measured(command: list[str], env: dict[str, str] | None = None) -> dict[str,
     return {"wall_s": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
 
 
+def step_seconds(dagster_home: Path) -> dict[str, float]:
+    """Seconds per step of the oldest run recorded in `dagster_home` (the first `ketreg run`), slowest first."""
+    code = (
+        "import json, dagster as dg\n"
+        "instance = dg.DagsterInstance.get()\n"
+        "run = instance.get_runs()[-1]\n"
+        "stats = instance.get_run_step_stats(run.run_id)\n"
+        "print(json.dumps({s.step_key: round(s.end_time - s.start_time, 2) for s in stats if s.end_time}))\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "DAGSTER_HOME": str(dagster_home)},
+        capture_output=True, text=True, check=True,
+    ).stdout
+    steps = json.loads(output.strip().splitlines()[-1])
+    return dict(sorted(steps.items(), key=lambda item: -item[1]))
+
+
 def landing_stats(landing: Path) -> dict[str, int]:
     files = list(landing.glob("*/*/*.csv"))
     rows = 0
@@ -71,11 +88,15 @@ def bench_size(sites: int, patients: int, error_rate: float) -> dict:
         )
     for stale in workdir.glob("*.duckdb*"):
         stale.unlink()
-    env = {**os.environ, "KETREG_PSEUDONYM_KEY": BENCH_KEY}
-    env.pop("DAGSTER_HOME", None)
+    dagster_home = workdir / "dagster_home"
+    shutil.rmtree(dagster_home, ignore_errors=True)
+    dagster_home.mkdir()
+    # A Dagster instance of its own, so the run's step timings can be read back afterwards.
+    env = {**os.environ, "KETREG_PSEUDONYM_KEY": BENCH_KEY, "DAGSTER_HOME": str(dagster_home)}
     bare = measured([sys.executable, "-c", BARE_LOAD, str(landing), str(workdir / "bare.duckdb")])
     run = [str(BIN / "ketreg"), "run", "--landing", str(landing), "--db", str(workdir / "registry.duckdb")]
     full = measured(run, env)
+    steps = step_seconds(dagster_home)
     rerun = measured(run, env)
     return {
         "size": name,
@@ -84,6 +105,7 @@ def bench_size(sites: int, patients: int, error_rate: float) -> dict:
         "ketreg_run": full,
         "ketreg_rerun_unchanged": rerun,
         "ratio_run_to_bare": round(full["wall_s"] / bare["wall_s"], 2),
+        "steps_of_first_run_s": steps,
     }
 
 
