@@ -757,9 +757,11 @@ def test_rows_sent_with_identifier_like_columns_are_otherwise_processed(scenario
 
 @pytest.mark.slow
 def test_cli_generate_then_run_publishes_the_registry_and_prints_a_summary(
-    tmp_path: Path, pseudonym_key: str, capsys
+    tmp_path: Path, pseudonym_key: str, capsys, monkeypatch: pytest.MonkeyPatch
 ):
-    landing, db = tmp_path / "landing", tmp_path / "out" / "registry.duckdb"
+    # Relative paths, as `make demo` passes them (Great Expectations once refused a relative Data Docs folder).
+    monkeypatch.chdir(tmp_path)
+    landing, db = Path("landing"), Path("out") / "registry.duckdb"
 
     assert cli.main(["generate", "--out", str(landing), "--sites", "2", "--patients-per-site", "8",
                      "--seed", "5"]) == 0
@@ -776,6 +778,8 @@ def test_cli_generate_then_run_publishes_the_registry_and_prints_a_summary(
     expected_patients = sum(len(csv_rows(landing / s / e / "patients.csv")) for s, e in current)
     assert query_db(db, "SELECT count(*) FROM patients") == [(expected_patients,)]
     assert query_db(db, "SELECT count(*) FROM quarantine") == [(0,)]  # no faults asked for
+    assert (tmp_path / "out" / "reports" / "index.html").is_file()
+    assert (tmp_path / "out" / "reports" / "data_docs" / "index.html").is_file()
 
 
 def test_cli_run_on_a_missing_landing_folder_exits_2(tmp_path: Path, pseudonym_key: str, capsys):
