@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pandera.polars as pa
 import polars as pl
 
-from schemas.parsing import concat_failures, parse_table
+from schemas.parsing import cleaned_text, concat_failures, parse_table
 from schemas.protocol import Protocol
 from schemas.rules import Reference
 from schemas.tables import TableContract
@@ -209,13 +209,10 @@ def validate_table(
         "export_id",
         pl.lit(table.file_name).alias("file_name"),
         "source_line",
-        (cleaned_id(table.record_id) if table.record_id else pl.lit(None, pl.String)).alias("record_id"),
+        (pl.col(table.record_id) if table.record_id else pl.lit(None, pl.String)).alias("record_id"),
         pl.struct(received).struct.json_encode().alias("raw_values"),
         pl.col("reasons").cast(REASON_TYPE),
     )
+    # The site's id as the parser reads it (blanks trimmed, empty = missing), for matching children to it.
+    quarantined = quarantined.with_columns(cleaned_text(quarantined["record_id"]))
     return TableValidation(accepted=accepted, quarantined=quarantined)
-
-
-def cleaned_id(column: str) -> pl.Expr:
-    text = pl.col(column).str.strip_chars()
-    return pl.when(text == "").then(None).otherwise(text)
