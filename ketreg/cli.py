@@ -50,12 +50,15 @@ def _run(args: argparse.Namespace) -> int:
         for failure in outcome.failures:
             print(f"  {failure}", file=sys.stderr)
         return EXIT_RUN_FAILED
-    print(run_summary(analyst_db))
+    from ketreg.privacy.tiers import tier_locations
     from pipelines.resources import RegistrySettings
 
-    dashboard = RegistrySettings(landing_dir=str(landing), analyst_db=str(analyst_db)).reports_path / "index.html"
+    settings = RegistrySettings(landing_dir=str(landing), analyst_db=str(analyst_db), work_db=args.work_db or "")
+    print(run_summary(analyst_db, settings.work_db_path))
+    dashboard = settings.reports_path / "index.html"
     if dashboard.exists():
         print(f"  quality dashboard: {dashboard}")
+    print(tier_locations(settings.analyst_db_path, settings.work_db_path, settings.reports_path))
     for warning in outcome.warnings:
         print(f"  WARNING {warning}")
     return EXIT_OK
@@ -79,7 +82,8 @@ def _release(args: argparse.Namespace) -> int:
     except ReleaseError as exc:
         print(f"ketreg release: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"release {args.name} frozen in {folder} (manifest: {folder / 'manifest.json'})")
+    print(f"release {args.name} frozen in {folder} (manifest: {folder / 'manifest.json'}; shareable figures, "
+          f"small cells suppressed: {folder / 'aggregates'})")
     return EXIT_OK
 
 

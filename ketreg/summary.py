@@ -1,32 +1,59 @@
-"""The short report a run prints: what came in, what was accepted, quarantined and rejected, and where
-everything is. It reads the published analysts' database, so it shows exactly what analysts see."""
+"""The short report a run prints for the registry team: what came in, what was accepted, quarantined and
+rejected, and where everything is. Its figures come from the published analysts' database, so they are what
+analysts see; the sites' own words (why an export was rejected, which columns were not read) come from the
+private working store when it is given, since the operator running the pipeline holds that anyway."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 
-def run_summary(analyst_db: Path) -> str:
-    """A plain-text summary of the published registry."""
+def run_summary(analyst_db: Path, work_db: Path | None = None) -> str:
+    """A plain-text summary of the published registry (and of the sites' messages, from `work_db`)."""
+    private = _site_messages(work_db) if work_db is not None and work_db.is_file() else None
     con = duckdb.connect(str(analyst_db), read_only=True)
     try:
-        return _summary(con, analyst_db)
+        return _summary(con, analyst_db, private)
     finally:
         con.close()
 
 
-def _summary(con: duckdb.DuckDBPyConnection, analyst_db: Path) -> str:
+@dataclass
+class _SiteMessages:
+    rejections: dict[tuple[str, str], str]
+    identifier_columns: list[str]
+
+
+def _site_messages(work_db: Path) -> _SiteMessages:
+    con = duckdb.connect(str(work_db), read_only=True)
+    try:
+        rejections = con.execute(
+            "SELECT site_id, export_id, rejection_reason FROM site_private.exports WHERE status = 'rejected'"
+        ).fetchall()
+        identifiers = con.execute(
+            """SELECT DISTINCT site_id || '/' || export_id || '/' || file_name || ': ' ||
+                      array_to_string(identifier_columns_dropped, ', ')
+               FROM site_private.file_columns WHERE len(identifier_columns_dropped) > 0 ORDER BY 1"""
+        ).fetchall()
+    finally:
+        con.close()
+    return _SiteMessages({(s, e): r for s, e, r in rejections}, [entry for (entry,) in identifiers])
+
+
+def _summary(con: duckdb.DuckDBPyConnection, analyst_db: Path, private: _SiteMessages | None) -> str:
     lines: list[str] = []
     sites, exports, rejected = con.execute(
         "SELECT count(DISTINCT site_id), count(*), count(*) FILTER (status = 'rejected') FROM exports"
     ).fetchall()[0]
     lines.append(f"Registry {analyst_db}: {sites} sites, {exports} exports ({rejected} rejected)")
-    for site, export, reason in con.execute(
-        "SELECT site_id, export_id, rejection_reason FROM exports WHERE status = 'rejected' ORDER BY ALL"
+    for site, export in con.execute(
+        "SELECT site_id, export_id FROM exports WHERE status = 'rejected' ORDER BY ALL"
     ).fetchall():
-        lines.append(f"  REJECTED {site}/{export}: {reason}")
+        reason = private.rejections.get((site, export)) if private else None
+        lines.append(f"  REJECTED {site}/{export}: {reason or 'why: see the site’s data-manager folder'}")
     lines.append("")
     lines.append(f"  {'file (all exports)':<22}{'read':>10}{'accepted':>10}{'quarantined':>13}{'in registry':>13}")
     for file_name, read, accepted, quarantined, current in con.execute(
@@ -49,12 +76,17 @@ def _summary(con: duckdb.DuckDBPyConnection, analyst_db: Path) -> str:
         "  protocol deviations: "
         + (", ".join(f"{name} {n}" for name, n in deviations) if deviations else "none")
     )
-    identifiers = con.execute(
-        """SELECT DISTINCT site_id || '/' || export_id || '/' || file_name || ': ' ||
-                  array_to_string(identifier_columns_dropped, ', ')
-           FROM file_counts WHERE len(identifier_columns_dropped) > 0 ORDER BY 1"""
-    ).fetchall()
-    for (entry,) in identifiers:
+    if private is not None:
+        identifiers = private.identifier_columns
+    else:
+        identifiers = [
+            f"{site}/{export}/{file_name}: {n} column(s)"
+            for site, export, file_name, n in con.execute(
+                "SELECT DISTINCT site_id, export_id, file_name, identifier_columns_dropped_count FROM file_counts "
+                "WHERE identifier_columns_dropped_count > 0 ORDER BY ALL"
+            ).fetchall()
+        ]
+    for entry in identifiers:
         lines.append(f"  identifier-like columns not read (ask the site to remove them): {entry}")
     has_metrics = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'metrics' AND table_name = 'registry_metrics'"
@@ -68,8 +100,8 @@ def _summary(con: duckdb.DuckDBPyConnection, analyst_db: Path) -> str:
             name = metric.replace("_", " ")
             lines.append(f"  {name}: {estimate:.1%} ({numerator}/{denominator}; 95 % CI {low:.1%}–{high:.1%})")
     top_reasons = con.execute(
-        """SELECT file_name, r.rule, count(*) AS n FROM quarantine, unnest(reasons) AS t(r)
-           GROUP BY ALL ORDER BY n DESC, file_name, r.rule LIMIT 8"""
+        """SELECT file_name, rule, sum(quarantined_rows) AS n FROM quarantine
+           GROUP BY ALL ORDER BY n DESC, file_name, rule LIMIT 8"""
     ).fetchall()
     if top_reasons:
         lines.append("  most frequent quarantine reasons: " + ", ".join(f"{f} {r} ×{n}" for f, r, n in top_reasons))

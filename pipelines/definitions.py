@@ -7,6 +7,8 @@ from pipelines.assets.metrics import metrics_assets
 from pipelines.assets.publish import analyst_registry
 from pipelines.assets.quality import quality_assets
 from pipelines.assets.registry import registry_assets
+from pipelines.assets.reports import reports_assets
+from pipelines.assets.site_private import site_private_assets
 from pipelines.assets.staging import stage_exports
 from pipelines.checks import registry_checks
 from pipelines.jobs import registry_job
@@ -14,7 +16,10 @@ from pipelines.resources import default_resources
 from pipelines.schedules import nightly_rebuild
 from pipelines.sensors import landing_sensor
 
-ALL_ASSETS = [landing_exports, stage_exports, *registry_assets, *metrics_assets, analyst_registry, *quality_assets]
+ALL_ASSETS = [
+    landing_exports, stage_exports, *registry_assets, *site_private_assets, *metrics_assets, analyst_registry,
+    *quality_assets, *reports_assets,
+]
 
 
 def build_definitions(resources: dict[str, dg.ConfigurableResource] | None = None) -> dg.Definitions:

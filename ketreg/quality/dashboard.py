@@ -12,8 +12,11 @@ from typing import Any
 
 import duckdb
 
+from ketreg.privacy.settings import load_privacy_settings
+from ketreg.privacy.shared_metrics import suppressed_metrics
 from ketreg.quality import svg
 from ketreg.quality.rules import KAHN_CATEGORIES
+from ketreg.quality.site_pages import site_pages_section
 from ketreg.warehouse.connection import scalar, sql_text
 
 DASHBOARD_FILE = "index.html"
@@ -79,8 +82,10 @@ def _intake(con: duckdb.DuckDBPyConnection) -> str:
         ]
         for e in exports
     ]
+    # Why an export was rejected is the site's own text: it is on the site's page only.
     rejected = [
-        [escape(e["site_id"]), escape(e["export_id"]), escape(e["rejection_reason"] or "")]
+        [escape(e["site_id"]), escape(e["export_id"]),
+         f'<a href="sites/{escape(e["site_id"])}/index.html">the site\'s page</a>']
         for e in exports if e["status"] == "rejected"
     ]
     return (
@@ -90,7 +95,7 @@ def _intake(con: duckdb.DuckDBPyConnection) -> str:
         + _table(["site", "export", "status", "rows received", "accepted", "quarantined", "quarantined share"],
                  rows, "data", "no exports in the landing folder")
         + '<h3 id="rejected">Rejected exports</h3>'
-        + _table(["site", "export", "why"], rejected, "data", "no export was rejected")
+        + _table(["site", "export", "why and what to fix"], rejected, "data", "no export was rejected")
         + "</section>"
     )
 
@@ -118,8 +123,8 @@ def _quarantine(con: duckdb.DuckDBPyConnection) -> str:
     )
     return (
         '<section id="quarantine"><h2>Quarantined rows by reason</h2>'
-        '<p>Every export on record, current and earlier. Query the rows themselves: '
-        "<code>SELECT * FROM registry.quarantine WHERE site_id = '…' AND export_id = '…'</code>. "
+        '<p>Every export on record, current and earlier: counts only (<code>registry.quarantine</code>). The rows '
+        "themselves, with the site's ids and values, are on each site's page (<a href=\"#sites\">Sites</a>). "
         f"The chart shows the {_TOP_REASONS} most frequent reasons; the table below lists them all.</p>"
         + chart + svg.legend(list(colours.items()))
         + "<details><summary>Per site, export, file and rule</summary>"
@@ -268,15 +273,17 @@ def _fmt_metric(unit: str, value: float | None) -> str:
     return f"{value:.3f}"
 
 
-def _metrics(con: duckdb.DuckDBPyConnection) -> str:
+def metrics_section(con: duckdb.DuckDBPyConnection, small_cell_count: int | None = None) -> str:
+    """The metric table and forest plot, small cells suppressed (config/privacy.yaml unless given); the
+    release's aggregates reuse it."""
     if not _has_table(con, "metrics", "registry_metrics"):
         return (
             '<section id="metrics"><h2>Registry metrics</h2><p class="empty">metrics not available: the metrics '
             "layer (metrics.registry_metrics) has not been built in this registry.</p></section>"
         )
-    overall = {
-        r["metric"]: r for r in _rows(con, "SELECT * FROM metrics.registry_metrics WHERE stratum_type = 'overall'")
-    }
+    k = load_privacy_settings().small_cell_count if small_cell_count is None else small_cell_count
+    shared = suppressed_metrics(con, k)
+    overall = {r["metric"]: r for r in shared if r["stratum_type"] == "overall"}
     rows = []
     for name in HEADLINE_METRICS:
         if name not in overall:
@@ -286,15 +293,16 @@ def _metrics(con: duckdb.DuckDBPyConnection) -> str:
             f"{_fmt_metric(m['unit'], m['ci_low'])} – {_fmt_metric(m['unit'], m['ci_high'])}"
             if m["ci_low"] is not None else ""
         )
-        rows.append([escape(name.replace("_", " ")), _fmt_metric(m["unit"], m["estimate"]), interval,
+        estimate = "suppressed" if m["suppressed"] else _fmt_metric(m["unit"], m["estimate"])
+        rows.append([escape(name.replace("_", " ")), estimate, interval,
                      _n(m["numerator"]), _n(m["denominator"])])
-    strata = _rows(
-        con,
-        "SELECT * FROM metrics.registry_metrics WHERE metric = 'responder_rate' "
-        "AND stratum_type IN ('site', 'etiology') ORDER BY stratum_type DESC, stratum",
+    strata = sorted(
+        (r for r in shared if r["metric"] == "responder_rate" and r["stratum_type"] in ("site", "etiology")),
+        key=lambda r: (r["stratum_type"] != "site", r["stratum"]),
     )
     forest = [
-        svg.ForestRow(s["stratum"], s["estimate"], s["ci_low"], s["ci_high"], f"{s['numerator']}/{s['denominator']}",
+        svg.ForestRow(s["stratum"], s["estimate"], s["ci_low"], s["ci_high"],
+                      f"suppressed (a count below {k})" if s["suppressed"] else f"{s['numerator']}/{s['denominator']}",
                       "by site" if s["stratum_type"] == "site" else "by etiology")
         for s in strata
     ]
@@ -305,7 +313,9 @@ def _metrics(con: duckdb.DuckDBPyConnection) -> str:
         + "<h3>Responder rate by site and etiology</h3>"
         + (svg.forest_plot(forest, "Responder rate with 95 % intervals by site and etiology", reference) if forest
            else '<p class="empty">no responder rates by stratum</p>')
-        + "<p><small>Dashed line: the overall responder rate. From <code>metrics.registry_metrics</code>.</small></p>"
+        + "<p><small>Dashed line: the overall responder rate. From <code>metrics.registry_metrics</code>. "
+        + (f"Cells with a count of 1 to {k - 1} are blanked, with the next smallest stratum where needed "
+           "(<code>config/privacy.yaml</code>).</small></p>" if k > 1 else "No cell is suppressed.</small></p>")
         + "</section>"
     )
 
@@ -384,12 +394,14 @@ def render_dashboard(con: duckdb.DuckDBPyConnection, reports_dir: Path, dagster_
         f'<a href="data_docs/index.html">Great Expectations Data Docs</a> · '
         f'<a href="{escape(dagster_url)}/assets/quality/check_results">Dagster asset quality/check_results</a>'
         "</p></header>"
-        '<nav><a href="#intake">Intake</a><a href="#quarantine">Quarantine</a><a href="#deviations">Deviations</a>'
+        '<nav><a href="#sites">Sites</a><a href="#intake">Intake</a><a href="#quarantine">Quarantine</a>'
+        '<a href="#deviations">Deviations</a>'
         '<a href="#completeness">Completeness</a><a href="#changes">Since last run</a><a href="#checks">Checks</a>'
         '<a href="#metrics">Metrics</a></nav><main>'
         f'<section id="summary"><div class="cards">{cards}</div></section>'
+        + site_pages_section(con)
         + _intake(con) + _quarantine(con) + _deviations(con) + _completeness(checks) + _changes(con, checks)
-        + _checks(checks, changes, dagster_url) + _metrics(con)
+        + _checks(checks, changes, dagster_url) + metrics_section(con)
         + f"</main><script>{_SCRIPT}</script></body></html>"
     )
     reports_dir.mkdir(parents=True, exist_ok=True)

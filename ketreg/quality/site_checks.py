@@ -1,5 +1,6 @@
-"""Checks of what each site sent in its current export, read from the quarantine: per file and Kahn category,
-the rows the contract rejected out of the rows received; and whether the site's newest export was usable."""
+"""Checks of what each site sent in its current export, read from the quarantine's counts: per file and Kahn
+category, the rows the contract rejected out of the rows received; and whether the site's newest export was
+usable."""
 
 from __future__ import annotations
 
@@ -67,8 +68,9 @@ def site_export_checks(con: duckdb.DuckDBPyConnection) -> list[CheckResult]:
             denominator=int(denominator),
             threshold=0.0,
             passed=numerator == 0,
+            # The rows themselves are in the working store only (the analysts' file has counts).
             violations_sql=(
-                f"SELECT * FROM registry.quarantine WHERE is_current_export AND site_id = {_quote(site_id)} "
+                f"SELECT * FROM site_private.quarantine WHERE is_current_export AND site_id = {_quote(site_id)} "
                 f"AND file_name = {_quote(file_name)} AND {_reason_filter(category)}"
             ),
             asset_key="registry/quarantine",
@@ -92,7 +94,7 @@ def site_export_checks(con: duckdb.DuckDBPyConnection) -> list[CheckResult]:
             threshold=0.0,
             passed=status != "rejected",
             violations_sql=(
-                f"SELECT * FROM registry.exports WHERE site_id = {_quote(site_id)} AND export_id = "
+                f"SELECT * FROM site_private.exports WHERE site_id = {_quote(site_id)} AND export_id = "
                 f"{_quote(export_id)} AND status = 'rejected'"
             ),
             asset_key="registry/exports",

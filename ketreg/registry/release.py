@@ -17,6 +17,8 @@ from pathlib import Path
 import duckdb
 
 from ketreg.landing.discovery import file_sha256
+from ketreg.privacy.settings import load_privacy_settings
+from ketreg.registry.aggregates import AGGREGATES_FOLDER, verify_aggregates, write_aggregates
 
 RELEASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 DATABASE_FILE = "registry.duckdb"
@@ -111,9 +113,14 @@ def make_release(name: str, analyst_db: Path, releases_dir: Path) -> Path:
     finally:
         con.close()
     manifest["database_file_sha256"] = file_sha256(building / DATABASE_FILE)
+    # The shareable figures, small cells suppressed (the only part of a release meant to leave the team).
+    manifest[AGGREGATES_FOLDER] = write_aggregates(
+        building / DATABASE_FILE, building / AGGREGATES_FOLDER, load_privacy_settings().small_cell_count, name
+    )
     (building / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
-    for path in building.iterdir():
-        path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    for path in sorted(building.rglob("*"), reverse=True):  # files before their folder
+        read_only = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+        path.chmod(read_only | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH if path.is_dir() else read_only)
     building.rename(target)
     return target
 
@@ -149,6 +156,7 @@ def verify_release(name: str, releases_dir: Path) -> Verification:
         found = table_fingerprints(con)
     finally:
         con.close()
+    problems += verify_aggregates(folder, manifest)
     expected = manifest.get("tables", {})
     for table in sorted(set(expected) | set(found)):
         if table not in found:

@@ -16,7 +16,8 @@ _UPSTREAM = {
     "adverse_events": [["registry", "infusions"], ["staging", "adverse_events"]],
     "dispositions": [["registry", "patients"], ["staging", "dispositions"]],
     "protocol_deviations": [["registry", "infusions"]],
-    "quarantine": [["registry", "exports"], ["staging", "quarantine"]],
+    # Counts only, from the detailed quarantine kept in the working store.
+    "quarantine": [["site_private", "quarantine"]],
     # The conservation ledger is built last: it compares what was accepted with what reached the registry.
     "file_counts": [
         ["staging", "file_counts"],

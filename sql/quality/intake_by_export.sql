@@ -4,7 +4,7 @@ SELECT
     e.site_id,
     e.export_id,
     e.status,
-    e.rejection_reason,
+    e.notice_count,
     e.is_current,
     coalesce(sum(f.rows_read), 0) AS rows_received,
     coalesce(sum(f.rows_accepted), 0) AS rows_accepted,

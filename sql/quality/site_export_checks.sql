@@ -8,7 +8,7 @@ WITH current_files AS (
     WHERE is_current_export
 ),
 broken_rules AS (
-    SELECT site_id, file_name, source_line, unnest(list_transform(reasons, lambda r: r.rule)) AS rule
+    SELECT site_id, file_name, unnest(source_lines) AS source_line, rule
     FROM registry.quarantine
     WHERE is_current_export
 ),

@@ -1,6 +1,8 @@
 -- registry.exports: every export in the landing folder, whether it was usable, and which one is current.
 -- An export is a full snapshot of what a site holds, so the newest accepted export of a site supersedes its
--- earlier ones in every registry table; a rejected export never supersedes anything.
+-- earlier ones in every registry table; a rejected export never supersedes anything. Why an export was
+-- rejected, and the notices about it, are the site's own text: they stay in the working store
+-- (site_private.exports) and go back to that site; analysts get the status and how many notices there were.
 CREATE OR REPLACE TABLE registry.exports AS
 WITH ranked AS (
     SELECT
@@ -12,8 +14,7 @@ SELECT
     site_id,
     export_id,
     status,
-    rejection_reason,
-    notices,
+    len(coalesce(notices, [])) AS notice_count,
     status = 'accepted' AND recency_within_status = 1 AS is_current
 FROM ranked
 ORDER BY site_id, export_id;

@@ -1,6 +1,7 @@
 -- registry.file_counts: conservation per file of every export: rows read = rows accepted + rows quarantined,
 -- and, for each site's current export, rows accepted = rows that reached the registry table.
--- A rejected export's files are not read (rows_read = 0); registry.exports says why it was rejected.
+-- A rejected export's files are not read (rows_read = 0). Columns that were not read are counted here and
+-- named only in the working store (site_private.file_columns): a header is the site's text.
 CREATE OR REPLACE TABLE registry.file_counts AS
 WITH registered AS (
     SELECT site_id, export_id, 'patients.csv' AS file_name, count(*) AS n FROM registry.patients GROUP BY ALL
@@ -24,8 +25,8 @@ SELECT
     f.rows_accepted,
     f.rows_quarantined,
     CASE WHEN e.is_current THEN coalesce(r.n, 0) END AS rows_in_registry,
-    f.identifier_columns_dropped,
-    f.ignored_columns
+    len(coalesce(f.identifier_columns_dropped, [])) AS identifier_columns_dropped_count,
+    len(coalesce(f.ignored_columns, [])) AS ignored_columns_count
 FROM staging.file_counts AS f
 JOIN registry.exports AS e USING (site_id, export_id)
 LEFT JOIN registered AS r USING (site_id, export_id, file_name)

@@ -1,0 +1,33 @@
+"""Reports layer: each site's data-manager folder, `<reports>/sites/<site_id>/`, with that site's own records
+only (quarantined rows, rejected exports, deviations, a "what to fix" page)."""
+
+import dagster as dg
+
+from ketreg.reports.site_folders import SITES_FOLDER, write_site_folders
+from pipelines.assets.site_private import site_private_assets
+from pipelines.resources import RegistrySettings
+
+
+@dg.asset(
+    key=["reports", "site_folders"],
+    deps=[*(asset.key for asset in site_private_assets), ["registry", "protocol_deviations"],
+          ["registry", "file_counts"]],
+    group_name="reports",
+    kinds={"csv", "html", "excel"},
+)
+def site_folders(settings: RegistrySettings) -> dg.MaterializeResult:
+    """One folder per site (files 0640, folders 0750) for that site's data manager: its quarantined rows
+    with its own ids and raw values, its rejected exports, deviations, notices and a "what to fix" page."""
+    with settings.working_db() as con:
+        folders = write_site_folders(con, settings.reports_path)
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(settings.reports_path / SITES_FOLDER)),
+            "sites": len(folders),
+            **{f"quarantined_rows_{f.site_id}": f.quarantined_rows for f in folders},
+            "rejected_exports": sum(f.rejected_exports for f in folders),
+        }
+    )
+
+
+reports_assets = [site_folders]
