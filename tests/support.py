@@ -184,6 +184,11 @@ class RegistryRun:
         """Rows of a query on the published analysts' database (read-only)."""
         return query_db(self.analyst_db, sql, params)
 
+    def query_work(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        """Rows of a query on the pipeline's private working store (read-only): `site_private.*` holds what
+        only the sending site may see (quarantined rows with their ids, rejection reasons, column names)."""
+        return query_db(self.work_db, sql, params)
+
 
 def query_db(path: Path, sql: str, params: list[Any] | None = None) -> list[tuple]:
     con = duckdb.connect(str(path), read_only=True)

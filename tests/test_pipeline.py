@@ -65,8 +65,9 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
 
 
 def export_row(run: RegistryRun, site_id: str, export_id: str) -> dict:
-    ((status, reason, is_current),) = run.query(
-        "SELECT status, rejection_reason, is_current FROM exports WHERE site_id = ? AND export_id = ?",
+    # Why an export was rejected is the site's own text: in the working store, not the analysts' file.
+    ((status, reason, is_current),) = run.query_work(
+        "SELECT status, rejection_reason, is_current FROM site_private.exports WHERE site_id = ? AND export_id = ?",
         [site_id, export_id],
     )
     return {"status": status, "rejection_reason": reason, "is_current": is_current}
@@ -131,11 +132,18 @@ def test_every_file_conserves_rows_read_as_accepted_plus_quarantined(faulty: Reg
         # Rows read are the data lines of the file as the site sent it (none for a rejected export).
         on_disk = len(csv_rows(faulty.landing / site_id / export_id / file_name))
         assert read == (on_disk if status == "accepted" else 0), where
-        ((in_quarantine,),) = faulty.query(
-            "SELECT count(*) FROM quarantine WHERE site_id = ? AND export_id = ? AND file_name = ?",
+        ((in_quarantine,),) = faulty.query_work(
+            "SELECT count(*) FROM site_private.quarantine WHERE site_id = ? AND export_id = ? AND file_name = ?",
             [site_id, export_id, file_name],
         )
         assert in_quarantine == quarantined, where
+        # The analysts' counts-only quarantine names the same lines.
+        ((lines_counted,),) = faulty.query(
+            "SELECT count(DISTINCT line) FROM quarantine, unnest(source_lines) AS u (line) "
+            "WHERE site_id = ? AND export_id = ? AND file_name = ?",
+            [site_id, export_id, file_name],
+        )
+        assert lines_counted == quarantined, where
 
 
 @pytest.mark.slow
@@ -143,7 +151,9 @@ def test_every_injected_faulty_row_is_in_the_quarantine_of_its_site_export_and_f
     row_faults = [f for f in faulty.manifest if f["source_line"] > 1]  # line 1 faults are whole-file ones
     assert len(row_faults) > 20
     assert len({f["kind"] for f in row_faults}) >= 10  # faults of many kinds, not one
-    quarantined = set(faulty.query("SELECT site_id, export_id, file_name, source_line FROM quarantine"))
+    quarantined = set(faulty.query(
+        "SELECT DISTINCT site_id, export_id, file_name, unnest(source_lines) FROM quarantine"
+    ))
 
     missing = [f for f in row_faults if (f["site_id"], f["export_id"], f["file"], f["source_line"]) not in quarantined]
 
@@ -154,8 +164,8 @@ def test_every_injected_faulty_row_is_in_the_quarantine_of_its_site_export_and_f
 def test_quarantine_names_the_column_of_each_injected_fault(faulty: RegistryRun):
     reasons_by_line = {
         (site, export, file_name, line): reasons
-        for site, export, file_name, line, reasons in faulty.query(
-            "SELECT site_id, export_id, file_name, source_line, reasons FROM quarantine"
+        for site, export, file_name, line, reasons in faulty.query_work(
+            "SELECT site_id, export_id, file_name, source_line, reasons FROM site_private.quarantine"
         )
     }
     unexplained = []
@@ -189,7 +199,8 @@ def test_accepted_rows_of_current_exports_are_exactly_the_registry_rows(faulty: 
             lines = range(2, len(csv_rows(faulty.landing / site_id / export_id / file_name)) + 2)
             quarantined = {
                 line for (line,) in faulty.query(
-                    "SELECT source_line FROM quarantine WHERE site_id = ? AND export_id = ? AND file_name = ?",
+                    "SELECT DISTINCT unnest(source_lines) FROM quarantine "
+                    "WHERE site_id = ? AND export_id = ? AND file_name = ?",
                     [site_id, export_id, file_name],
                 )
             }
@@ -330,13 +341,15 @@ def test_export_sent_again_corrected_replaces_its_rows_and_quarantine(
     export_writer(landing, "resent", rows=faulty)
     first = run_registry(landing, tmp_path / "out")
     assert first.success, first.failures
-    assert first.query("SELECT count(*) FROM quarantine") == [(5,)]  # PT-0002 and their four dependent rows
+    assert first.query_work("SELECT count(*) FROM site_private.quarantine") == [(5,)]  # PT-0002 and 4 dependents
+    assert first.query("SELECT sum(quarantined_rows) FROM quarantine") == [(5,)]  # one rule, one column each
 
     export_writer(landing, "resent")  # the same export id, corrected
     second = run_registry(landing, tmp_path / "out")
 
     assert second.success, second.failures
     assert second.query("SELECT count(*) FROM quarantine") == [(0,)]
+    assert second.query_work("SELECT count(*) FROM site_private.quarantine") == [(0,)]
     for table in ROW_TABLES:
         assert second.query(f"SELECT count(*) FROM {table}") == [(len(CANONICAL_ROWS[table]),)], table
     assert second.query(
@@ -412,8 +425,9 @@ def test_patient_with_prior_neuropathy_stays_but_is_outside_the_analysis_cohort(
 
 
 def test_quarantined_patient_takes_their_dependent_rows_into_the_quarantine(scenario: RegistryRun):
-    quarantined = scenario.query(
-        "SELECT file_name, source_line, record_id, list_transform(reasons, lambda r: r.rule) FROM quarantine "
+    quarantined = scenario.query_work(
+        "SELECT file_name, source_line, record_id, list_transform(reasons, lambda r: r.rule) "
+        "FROM site_private.quarantine "
         "WHERE site_id = 'faulty' ORDER BY file_name"
     )
     assert quarantined == [
@@ -487,7 +501,7 @@ def test_protocol_file_sets_plausibility_and_deviation_limits_and_a_change_reval
 
     default = run_registry(landing, out)
     assert default.success, default.failures
-    assert default.query("SELECT source_line FROM quarantine WHERE file_name = 'infusions.csv'") == [(6,)]
+    assert default.query("SELECT source_lines FROM quarantine WHERE file_name = 'infusions.csv'") == [([6],)]
     assert "first_infusion_rate_above_titration_cap" in {d for _, _, d, _, _ in _deviations(default)}
 
     # The same landing folder and databases, another protocol: the export is validated again under its limits.
@@ -559,33 +573,34 @@ def _cells_mentioning(path: Path, ids: set[str], skip: set[str]) -> list[tuple[s
     return found
 
 
-def test_no_site_patient_id_appears_in_registry_tables_outside_the_quarantine(scenario: RegistryRun):
+def test_no_site_patient_id_appears_anywhere_in_the_analysts_database(scenario: RegistryRun):
     ids = _site_patient_ids(scenario.landing)
     assert {"PT-0001", "PT-0002", "PT-0003"} <= ids
 
-    assert _cells_mentioning(scenario.analyst_db, ids, skip={"quarantine"}) == []
+    assert _cells_mentioning(scenario.analyst_db, ids, skip=set()) == []
 
 
-def test_quarantine_keeps_the_site_ids_the_site_needs_to_fix_its_data(scenario: RegistryRun):
-    assert scenario.query(
-        "SELECT record_id FROM quarantine WHERE site_id = 'faulty' AND file_name = 'patients.csv'"
+def test_working_store_keeps_the_site_ids_the_site_needs_to_fix_its_data(scenario: RegistryRun):
+    assert scenario.query_work(
+        "SELECT record_id FROM site_private.quarantine WHERE site_id = 'faulty' AND file_name = 'patients.csv'"
     ) == [("PT-0002",)]
 
 
 @pytest.mark.slow
-def test_no_generated_patient_id_appears_in_registry_tables_outside_the_quarantine(faulty: RegistryRun):
+def test_no_generated_patient_id_appears_anywhere_in_the_analysts_database(faulty: RegistryRun):
     ids = _site_patient_ids(faulty.landing)
     assert len(ids) > 20
 
-    assert _cells_mentioning(faulty.analyst_db, ids, skip={"quarantine"}) == []
+    assert _cells_mentioning(faulty.analyst_db, ids, skip=set()) == []
 
 
 def test_patient_key_is_the_keyed_hmac_of_site_and_patient_id(scenario: RegistryRun):
     for site_id, export_id in scenario.query("SELECT site_id, export_id FROM exports WHERE is_current"):
         patients = csv_rows(scenario.landing / site_id / export_id / "patients.csv")
         quarantined = {
-            record_id for (record_id,) in scenario.query(
-                "SELECT record_id FROM quarantine WHERE site_id = ? AND export_id = ? AND file_name = 'patients.csv'",
+            record_id for (record_id,) in scenario.query_work(
+                "SELECT record_id FROM site_private.quarantine "
+                "WHERE site_id = ? AND export_id = ? AND file_name = 'patients.csv'",
                 [site_id, export_id],
             )
         }
@@ -720,24 +735,35 @@ def test_generated_identifier_column_is_named_and_its_values_are_never_written(f
     values = {row[fault["column"]] for row in csv_rows(path) if row[fault["column"]]}
     assert values
 
-    assert faulty.query(
-        "SELECT identifier_columns_dropped FROM file_counts WHERE site_id = ? AND export_id = ? AND file_name = ?",
+    assert faulty.query_work(
+        "SELECT identifier_columns_dropped FROM site_private.file_columns "
+        "WHERE site_id = ? AND export_id = ? AND file_name = ?",
         [fault["site_id"], fault["export_id"], fault["file"]],
     ) == [([fault["column"]],)]
+    assert faulty.query(
+        "SELECT identifier_columns_dropped_count FROM file_counts WHERE site_id = ? AND export_id = ? "
+        "AND file_name = ?",
+        [fault["site_id"], fault["export_id"], fault["file"]],
+    ) == [(1,)]
     for database in (faulty.analyst_db, faulty.work_db):
         assert _cells_mentioning(database, values, skip=set()) == [], database
 
 
-def test_identifier_like_columns_are_named_in_file_counts(scenario: RegistryRun):
-    dropped = scenario.query(
-        "SELECT file_name, identifier_columns_dropped FROM file_counts WHERE site_id = 'identified' "
+def test_identifier_like_columns_are_named_in_the_working_store_and_counted_for_analysts(scenario: RegistryRun):
+    dropped = scenario.query_work(
+        "SELECT file_name, identifier_columns_dropped FROM site_private.file_columns WHERE site_id = 'identified' "
         "AND len(identifier_columns_dropped) > 0 ORDER BY file_name"
     )
     assert dropped == [(file_name, list(columns)) for file_name, columns in sorted(SCENARIO_IDENTIFIERS.items())]
+    counted = scenario.query(
+        "SELECT file_name, identifier_columns_dropped_count FROM file_counts WHERE site_id = 'identified' "
+        "AND identifier_columns_dropped_count > 0 ORDER BY file_name"
+    )
+    assert counted == [(file_name, len(columns)) for file_name, columns in sorted(SCENARIO_IDENTIFIERS.items())]
 
 
 def test_run_summary_names_the_identifier_like_columns(scenario: RegistryRun):
-    summary = run_summary(scenario.analyst_db)
+    summary = run_summary(scenario.analyst_db, scenario.work_db)
 
     assert "identified/2026-11-01/patients.csv: patient_name, mrn" in summary
 
@@ -745,8 +771,8 @@ def test_run_summary_names_the_identifier_like_columns(scenario: RegistryRun):
 def test_rows_sent_with_identifier_like_columns_are_otherwise_processed(scenario: RegistryRun):
     assert scenario.query("SELECT count(*) FROM patients WHERE site_id = 'identified'") == [(1,)]
     # The quarantined row keeps the contract's raw values only, not the identifier-like ones.
-    ((raw_values,),) = scenario.query(
-        "SELECT raw_values FROM quarantine WHERE site_id = 'identified' AND file_name = 'patients.csv'"
+    ((raw_values,),) = scenario.query_work(
+        "SELECT raw_values FROM site_private.quarantine WHERE site_id = 'identified' AND file_name = 'patients.csv'"
     )
     assert "PT-0002" in raw_values and "Alan Turing" not in raw_values and "mrn" not in raw_values
 

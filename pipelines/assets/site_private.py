@@ -17,7 +17,8 @@ def _site_private_asset(name: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=["site_private", name],
         deps=_UPSTREAM[name],
-        group_name="registry",
+        # Its own group: the registry layer's private half, never published.
+        group_name="site_private",
         kinds={"duckdb", "sql"},
         description=f"site_private.{name} (working store only), built by sql/site_private/{name}.sql",
     )
