@@ -97,7 +97,7 @@ def test_run_publishes_every_registry_table_to_the_analysts_database(scenario: R
 def test_analysts_database_holds_neither_staging_nor_the_private_key_tables(scenario: RegistryRun):
     tables = table_names(scenario.analyst_db)
 
-    assert {schema for schema, _ in tables}.isdisjoint({"staging", "keys"})
+    assert {schema for schema, _ in tables}.isdisjoint({"staging", "keys", "site_private"})
     assert {table for _, table in tables}.isdisjoint({"patient_keys", "infusion_keys"})
 
 
@@ -806,6 +806,10 @@ def test_cli_generate_then_run_publishes_the_registry_and_prints_a_summary(
     assert query_db(db, "SELECT count(*) FROM quarantine") == [(0,)]  # no faults asked for
     assert (tmp_path / "out" / "reports" / "index.html").is_file()
     assert (tmp_path / "out" / "reports" / "data_docs" / "index.html").is_file()
+    # Where each privacy tier's output is.
+    assert "Privacy tiers" in summary and "out/reports/sites/<site_id>/" in summary
+    for site_id, _ in current:
+        assert (tmp_path / "out" / "reports" / "sites" / site_id / "index.html").is_file()
 
 
 def test_cli_run_on_a_missing_landing_folder_exits_2(tmp_path: Path, pseudonym_key: str, capsys):

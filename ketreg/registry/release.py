@@ -85,8 +85,11 @@ def _protocol(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
     return dict(zip(columns, frame[0], strict=True)) if frame else {}
 
 
-def make_release(name: str, analyst_db: Path, releases_dir: Path) -> Path:
-    """Freeze `analyst_db` as release `name`; refuses to overwrite an existing release."""
+def make_release(name: str, analyst_db: Path, releases_dir: Path, small_cell_count: int | None = None) -> Path:
+    """Freeze `analyst_db` as release `name`, with its shareable aggregates (small cells suppressed: counts
+    below `small_cell_count`, by default config/privacy.yaml's); refuses to overwrite an existing release."""
+    if small_cell_count is None:
+        small_cell_count = load_privacy_settings().small_cell_count
     if not RELEASE_NAME.match(name):
         raise ReleaseError(f"release name {name!r} must match {RELEASE_NAME.pattern}")
     if not analyst_db.is_file():
@@ -115,7 +118,7 @@ def make_release(name: str, analyst_db: Path, releases_dir: Path) -> Path:
     manifest["database_file_sha256"] = file_sha256(building / DATABASE_FILE)
     # The shareable figures, small cells suppressed (the only part of a release meant to leave the team).
     manifest[AGGREGATES_FOLDER] = write_aggregates(
-        building / DATABASE_FILE, building / AGGREGATES_FOLDER, load_privacy_settings().small_cell_count, name
+        building / DATABASE_FILE, building / AGGREGATES_FOLDER, small_cell_count, name
     )
     (building / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
     for path in sorted(building.rglob("*"), reverse=True):  # files before their folder
