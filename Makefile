@@ -31,6 +31,8 @@ demo: install
 	@echo "Analysts' registry (DuckDB):         $(DEMO)/registry.duckdb   e.g. $(BIN)/python -c \"import duckdb; print(duckdb.connect('$(DEMO)/registry.duckdb', read_only=True).sql('FROM exports'))\""
 	@echo "Pipeline's working database:         $(DEMO)/registry_work.duckdb (private)"
 	@echo "Quality dashboard (open in a browser): $(DEMO)/reports/index.html   Data Docs: $(DEMO)/reports/data_docs/index.html"
+	@echo "Each site's own records (data-manager folders, 0640): $(DEMO)/reports/sites/<site_id>/index.html"
+	@echo "Shareable figures, small cells suppressed: $(BIN)/ketreg release NAME --db $(DEMO)/registry.duckdb  ->  releases/NAME/aggregates/"
 	@echo "Dagster UI with this run:            DAGSTER_HOME=$(CURDIR)/$(DEMO)/dagster_home KETREG_PSEUDONYM_KEY=$(DEMO_PSEUDONYM_KEY) $(BIN)/dagster dev -w workspace.yaml"
 
 test: install browser

@@ -126,3 +126,20 @@ def test_data_docs_render_offline_with_local_styles_and_scripts(quality_runs: Qu
         assert log.blocked == [] and log.failed == [] and log.errors == [], (name, log)
         page.close()
 
+
+
+def test_dashboard_links_each_site_to_its_own_what_to_fix_page(quality_runs: QualityRuns, browser: Browser) -> None:
+    page, log = _open(browser, (quality_runs.reports / "index.html").as_uri())
+    links = page.evaluate("() => Array.from(document.querySelectorAll('#sites a')).map(a => a.href)")
+    assert links and all("/sites/" in link for link in links)
+    page.locator("#sites a").first.click()
+    page.wait_for_load_state("load")
+    _screenshot(page, "site-page.png")
+    site_page = page.evaluate(
+        "() => ({title: document.title, sections: document.querySelectorAll('h2').length,"
+        " rows: document.querySelectorAll('table tbody tr').length, url: location.href})"
+    )
+    assert site_page["title"].startswith("What to fix: ") and site_page["sections"] >= 5, site_page
+    assert site_page["rows"] > 0 and site_page["url"] == links[0], site_page
+    assert log.blocked == [] and log.failed == [] and log.errors == [], log
+    page.close()
