@@ -128,6 +128,19 @@ CHECKS = (
     _reference("adverse_events", "infusion_key", "infusions"),
     _reference("dispositions", "patient_key", "patients"),
     *[_contract_ranges(table.name) for table in TABLES],
+    # The analysts' counts-only quarantine names exactly the lines the conservation ledger counts.
+    RegistryCheck(
+        "file_counts",
+        "quarantine_counts_match_file_counts",
+        "the quarantined lines counted in registry.quarantine are the rows each file quarantined",
+        _fixed(
+            "SELECT f.site_id, f.export_id, f.file_name, f.rows_quarantined, coalesce(c.lines, 0) AS lines_counted "
+            "FROM registry.file_counts AS f LEFT JOIN (SELECT site_id, export_id, file_name, "
+            "count(DISTINCT line) AS lines FROM registry.quarantine, unnest(source_lines) AS u (line) GROUP BY ALL) "
+            "AS c USING (site_id, export_id, file_name) WHERE f.rows_quarantined <> coalesce(c.lines, 0)"
+        ),
+        "SELECT count(*) FROM registry.file_counts",
+    ),
 )
 
 

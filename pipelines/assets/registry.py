@@ -21,6 +21,7 @@ _UPSTREAM = {
     # The conservation ledger is built last: it compares what was accepted with what reached the registry.
     "file_counts": [
         ["staging", "file_counts"],
+        ["registry", "quarantine"],  # so the check that compares the two sees this run's quarantine
         *[["registry", t] for t in ("patients", "infusions", "assessments", "adverse_events", "dispositions")],
     ],
 }
