@@ -169,3 +169,14 @@ def test_an_impossible_small_cell_count_is_refused(tmp_path: Path, value: str) -
     config.write_text(f"small_cell_count: {value}\n", encoding="utf-8")
     with pytest.raises(PrivacySettingsError, match="small_cell_count"):
         load_privacy_settings(config)
+
+
+def test_any_other_figure_of_a_blanked_cell_is_blanked_too() -> None:
+    # A column added to registry_metrics later (a median, a count of missing values) must not give it back.
+    table = metrics(("rate", "overall", "all", 3, 50), ("rate", "site", "a", 3, 50)).with_columns(
+        pl.lit(4.5).alias("median_days"), pl.lit("a definition").alias("definition")
+    )
+    out = suppress_small_cells(table, 5)
+
+    assert out["median_days"].to_list() == [None, None]
+    assert out["definition"].to_list() == ["a definition", "a definition"]

@@ -18,6 +18,9 @@ import polars as pl
 
 BLANKED = ("numerator", "denominator", "estimate", "ci_low", "ci_high")
 _GROUP = ("metric", "stratum_type")
+# Columns that label a cell and stay shown; every other numeric column is blanked with it (so a figure added to
+# registry_metrics later, say a median, cannot give a blanked count back).
+LABELS = ("metric", "stratum_type", "stratum", "unit")
 
 
 def is_small(count: pl.Expr, k: int) -> pl.Expr:
@@ -51,10 +54,11 @@ def suppress_small_cells(metrics: pl.DataFrame, k: int) -> pl.DataFrame:
     )
     complementary = frame["_row"].is_in(candidates["_row"].implode())
     suppressed = frame["_primary"] | complementary
+    blanked = [
+        c for c in metrics.columns
+        if c in BLANKED or (c not in LABELS and metrics.schema[c].is_numeric())
+    ]
     out = frame.with_columns(suppressed.alias("suppressed")).with_columns(
-        *(
-            pl.when(pl.col("suppressed")).then(None).otherwise(pl.col(c)).alias(c)
-            for c in BLANKED if c in frame.columns
-        )
+        *(pl.when(pl.col("suppressed")).then(None).otherwise(pl.col(c)).alias(c) for c in blanked)
     )
     return out.drop("_row", "_primary", "_size")
