@@ -27,8 +27,11 @@ class _SiteMessages:
     identifier_columns: list[str]
 
 
-def _site_messages(work_db: Path) -> _SiteMessages:
-    con = duckdb.connect(str(work_db), read_only=True)
+def _site_messages(work_db: Path) -> _SiteMessages | None:
+    try:
+        con = duckdb.connect(str(work_db), read_only=True)
+    except duckdb.Error:
+        return None  # e.g. a run holds it: the summary then names the site's folder instead
     try:
         rejections = con.execute(
             "SELECT site_id, export_id, rejection_reason FROM site_private.exports WHERE status = 'rejected'"
@@ -38,6 +41,8 @@ def _site_messages(work_db: Path) -> _SiteMessages:
                       array_to_string(identifier_columns_dropped, ', ')
                FROM site_private.file_columns WHERE len(identifier_columns_dropped) > 0 ORDER BY 1"""
         ).fetchall()
+    except duckdb.CatalogException:
+        return None  # a working store from before the site_private schema
     finally:
         con.close()
     return _SiteMessages({(s, e): r for s, e, r in rejections}, [entry for (entry,) in identifiers])

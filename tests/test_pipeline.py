@@ -282,9 +282,13 @@ def test_files_as_spreadsheets_write_them_are_read_like_canonical_ones(scenario:
 
 def test_run_summary_reports_each_rejected_export(scenario: RegistryRun):
     summary = run_summary(scenario.analyst_db)
+    # The operator's summary gives the site's own words, from the working store.
+    with_reasons = run_summary(scenario.analyst_db, scenario.work_db)
 
     for site_id, export_id in scenario.query("SELECT site_id, export_id FROM exports WHERE status = 'rejected'"):
-        assert f"REJECTED {site_id}/{export_id}" in summary
+        assert f"REJECTED {site_id}/{export_id}: why: see the site’s data-manager folder" in summary
+        reason = export_row(scenario, site_id, export_id)["rejection_reason"]
+        assert f"REJECTED {site_id}/{export_id}: {reason}" in with_reasons
 
 
 def test_non_utf8_bytes_in_a_data_row_are_not_blamed_on_the_header(scenario: RegistryRun):
