@@ -13,6 +13,8 @@ def tier_locations(analyst_db: Path, work_db: Path, reports_dir: Path) -> str:
     sites = reports_dir / SITES_FOLDER
     releases = os.environ.get("KETREG_RELEASES", "releases")
     site_folders = sorted(p.name for p in sites.iterdir() if p.is_dir()) if sites.is_dir() else []
+    if len(site_folders) > 6:  # a registry of many sites: the first few and how many
+        site_folders = [*site_folders[:3], f"… {len(site_folders)} sites"]
     return "\n".join([
         "",
         "Privacy tiers (docs/privacy.md):",
