@@ -7,7 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
+# `ketreg run`: 0 every export accepted and the registry published; 1 nothing published (the run failed or
+# publishing was refused); 2 bad usage or configuration; 3 published, but some exports were rejected (listed).
+EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_PUBLISHED_WITH_REJECTIONS = 0, 1, 2, 3
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -24,6 +26,8 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ketreg.landing.limits import LimitsError
+    from ketreg.registry.key_fingerprint import KeyMismatch
     from ketreg.registry.pseudonym import MissingPseudonymKey
     from ketreg.run import run_pipeline
     from ketreg.summary import run_summary
@@ -39,9 +43,10 @@ def _run(args: argparse.Namespace) -> int:
         load_metric_settings(args.protocol)
         outcome = run_pipeline(
             landing, analyst_db, Path(args.work_db) if args.work_db else None,
-            Path(args.protocol) if args.protocol else None, rebuild=args.rebuild,
+            Path(args.protocol) if args.protocol else None, rebuild=args.rebuild, rekey=args.rekey,
+            limits_file=Path(args.limits) if args.limits else None,
         )
-    except (MissingPseudonymKey, ProtocolError) as exc:
+    except (MissingPseudonymKey, ProtocolError, KeyMismatch, LimitsError) as exc:
         print(f"ketreg run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if not outcome.success:
@@ -55,13 +60,30 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = RegistrySettings(landing_dir=str(landing), analyst_db=str(analyst_db), work_db=args.work_db or "")
     print(run_summary(analyst_db, settings.work_db_path))
+    if outcome.rekeyed_from:
+        print(f"  RE-KEYED on purpose (--rekey): every pseudonymous key changed, key fingerprint "
+              f"{outcome.rekeyed_from} → {outcome.key_fingerprint}; data published before cannot be linked to it")
     dashboard = settings.reports_path / "index.html"
     if dashboard.exists():
         print(f"  quality dashboard: {dashboard}")
     print(tier_locations(settings.analyst_db_path, settings.work_db_path, settings.reports_path))
     for warning in outcome.warnings:
         print(f"  WARNING {warning}")
+    if rejected_exports(analyst_db):
+        # Published, but a site's export was refused: whoever scheduled the run must see it.
+        return EXIT_PUBLISHED_WITH_REJECTIONS
     return EXIT_OK
+
+
+def rejected_exports(analyst_db: Path) -> int:
+    """How many exports of the published registry were rejected."""
+    import duckdb
+
+    con = duckdb.connect(str(analyst_db), read_only=True)
+    try:
+        return con.execute("SELECT count(*) FROM exports WHERE status = 'rejected'").fetchall()[0][0]
+    finally:
+        con.close()
 
 
 def _release(args: argparse.Namespace) -> int:
@@ -88,6 +110,7 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _check_export(args: argparse.Namespace) -> int:
+    from ketreg.landing.limits import LimitsError, load_limits
     from ketreg.preflight import EXIT_UNUSABLE, check_export
     from schemas.protocol import ProtocolError, load_protocol
 
@@ -97,10 +120,16 @@ def _check_export(args: argparse.Namespace) -> int:
         return EXIT_UNUSABLE
     try:
         protocol = load_protocol(args.protocol)
-    except ProtocolError as exc:
+        limits = load_limits(args.limits)
+    except (ProtocolError, LimitsError) as exc:
         print(f"ketreg check-export: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
-    report = check_export(path, args.site, protocol, Path(args.sites_dir) if args.sites_dir else None)
+    try:
+        report = check_export(path, args.site, protocol, Path(args.sites_dir) if args.sites_dir else None, limits)
+    except Exception as exc:  # never a traceback for a site's files; the reader names what it could
+        print(f"ketreg check-export: {path} could not be checked ({type(exc).__name__}); the registry would "
+              "reject this export", file=sys.stderr)
+        return EXIT_UNUSABLE
     print(report.as_json() if args.format == "json" else report.as_text())
     return report.exit_code
 
@@ -131,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--rebuild", action="store_true",
         help="start from an empty working database: every export is read and validated again",
     )
+    run.add_argument(
+        "--rekey", action="store_true",
+        help="accept a pseudonym key other than the one the registry was built with, re-keying every patient "
+             "(the summary and the next release's manifest say so)",
+    )
+    run.add_argument("--limits", help="bounds per export (default: $KETREG_LIMITS_FILE or config/limits.yaml)")
     run.set_defaults(handler=_run)
 
     check = commands.add_parser(
@@ -143,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--format", choices=("text", "json"), default="text")
     check.add_argument("--sites-dir", help="folder of site mappings (default: $KETREG_SITES_DIR or sites/)")
     check.add_argument("--protocol", help="protocol limits file (default: config/protocol.yaml)")
+    check.add_argument("--limits", help="bounds per export (default: $KETREG_LIMITS_FILE or config/limits.yaml)")
     check.set_defaults(handler=_check_export)
 
     release = commands.add_parser("release", help="freeze the published registry, or verify a release")

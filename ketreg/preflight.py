@@ -20,6 +20,7 @@ import polars as pl
 
 from ketreg.landing.discovery import scan_export
 from ketreg.landing.exports import read_export
+from ketreg.landing.limits import LandingLimits
 from ketreg.landing.reader import UnreadableFile
 from ketreg.registry.build import build_table, prepare
 from ketreg.staging.stage import validate_tables
@@ -48,6 +49,9 @@ class ExportCheck:
     path: str
     mapping: str | None
     rejection: str | None = None
+    # The site's own values behind a rejection (e.g. values a mapping does not cover): shown here, at the
+    # site, and never stored by the registry.
+    site_detail: str | None = None
     notices: list[str] = field(default_factory=list)
     files: list[FileReport] = field(default_factory=list)
     deviations: list[dict[str, Any]] = field(default_factory=list)  # deviation, infusions, examples
@@ -69,6 +73,7 @@ class ExportCheck:
             {
                 "site_id": self.site_id, "export_id": self.export_id, "path": self.path, "mapping": self.mapping,
                 "status": self.status, "exit_code": self.exit_code, "rejection": self.rejection,
+                "site_detail": self.site_detail,
                 "notices": self.notices, "files": [vars(f) for f in self.files], "deviations": self.deviations,
             },
             indent=2, ensure_ascii=False,
@@ -83,6 +88,9 @@ class ExportCheck:
             lines += ["", "UNUSABLE: the registry would reject the whole export:"]
             parts = re.split(rf"; (?={re.escape(self.site_id)}/)", self.rejection)
             lines += [f"  - {part.strip()}" for part in parts]
+            if self.site_detail:
+                lines += ["", "Your values behind it (shown only here, never sent to the registry):",
+                          *[f"  - {part.strip()}" for part in self.site_detail.split("; ")]]
         if self.files:
             lines += ["", f"{'file':<22} {'from':<36} {'read':>7} {'accepted':>9} {'quarantined':>12}"]
             for f in self.files:
@@ -161,9 +169,10 @@ def _deviations(export_id: str, site_id: str, accepted: dict[str, pl.DataFrame],
     return sorted(summary, key=lambda d: (-d["infusions"], d["deviation"]))
 
 
-def check_export(path: Path, site_id: str, protocol: Protocol, sites_dir: Path | None = None) -> ExportCheck:
+def check_export(path: Path, site_id: str, protocol: Protocol, sites_dir: Path | None = None,
+                 limits: LandingLimits | None = None) -> ExportCheck:
     """What a registry run would do with the export in `path` from `site_id`."""
-    export = scan_export(site_id, path, sites_dir)
+    export = scan_export(site_id, path, sites_dir, limits)
     report = ExportCheck(
         site_id, export.export_id, str(path), export.mapping.label if export.mapping else None,
         rejection=export.rejection, notices=list(export.notices),
@@ -172,8 +181,9 @@ def check_export(path: Path, site_id: str, protocol: Protocol, sites_dir: Path |
         return report
     try:
         read = read_export(export)
-    except UnreadableFile as exc:
+    except UnreadableFile as exc:  # every kind of read error arrives as this, with a bounded message
         report.rejection = str(exc)
+        report.site_detail = exc.site_detail
         return report
     report.notices += read.notices
     raw_by_table = {name: [frame] for name, frame in read.frames.items()}

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from ketreg.registry.pseudonym import key_from_environment
+from ketreg.registry.key_fingerprint import check_key_matches
+from ketreg.registry.pseudonym import key_fingerprint, key_from_environment
 from pipelines.definitions import build_definitions
 from pipelines.resources import PseudonymKey, RegistrySettings
 
@@ -19,6 +20,8 @@ class RunOutcome:
     run_id: str
     failures: list[str]
     warnings: list[str] = field(default_factory=list)
+    key_fingerprint: str = ""
+    rekeyed_from: str | None = None  # the fingerprint this run replaced (`--rekey`), else None
 
 
 def run_pipeline(
@@ -27,23 +30,29 @@ def run_pipeline(
     work_db: Path | None = None,
     protocol_file: Path | None = None,
     rebuild: bool = False,
+    rekey: bool = False,
+    limits_file: Path | None = None,
 ) -> RunOutcome:
     """Run the registry job (every asset and check, as sensors and schedules launch it) in this process.
     Uses the Dagster instance of DAGSTER_HOME when it is set, so the run shows in `dagster dev`;
-    a throw-away instance otherwise."""
+    a throw-away instance otherwise.
+
+    Before anything runs: raises MissingPseudonymKey for a missing or weak key, and KeyMismatch when the
+    working store or the analysts' file was built with another key (unless `rekey`). The key itself is
+    never handed to Dagster: the resource reads it from the environment when a step needs it."""
     key = key_from_environment()
-    resources = {
-        "settings": RegistrySettings(
-            landing_dir=str(landing),
-            analyst_db=str(analyst_db),
-            work_db=str(work_db or ""),
-            protocol_file=str(protocol_file or ""),
-        ),
-        "pseudonym_key": PseudonymKey(key=key),
-    }
+    settings = RegistrySettings(
+        landing_dir=str(landing),
+        analyst_db=str(analyst_db),
+        work_db=str(work_db or ""),
+        protocol_file=str(protocol_file or ""),
+        limits_file=str(limits_file or ""),
+    )
+    settings.limits()  # a broken limits file is a usage error, before anything runs
+    rekeyed_from = check_key_matches(key, settings.work_db_path, settings.analyst_db_path, rekey)
+    resources = {"settings": settings, "pseudonym_key": PseudonymKey(rekey=rekey)}
     if rebuild:
         # The working database is derived from the landing folder only: dropping it loses nothing.
-        settings = resources["settings"]
         for path in (settings.work_db_path, settings.work_db_path.with_name(settings.work_db_path.name + ".wal")):
             path.unlink(missing_ok=True)
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
@@ -68,5 +77,6 @@ def run_pipeline(
         blocking = evaluation.severity == dg.AssetCheckSeverity.ERROR
         (failures if blocking else warnings).append(message)
     return RunOutcome(
-        success=result.success and not failures, run_id=result.run_id, failures=failures, warnings=warnings
+        success=result.success and not failures, run_id=result.run_id, failures=failures, warnings=warnings,
+        key_fingerprint=key_fingerprint(key), rekeyed_from=rekeyed_from,
     )

@@ -9,6 +9,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from ketreg.landing.limits import LandingLimits, load_limits
+from ketreg.registry.pseudonym import key_from_environment
 from ketreg.warehouse.connection import connect
 from schemas.protocol import Protocol, load_protocol
 
@@ -20,6 +22,8 @@ class RegistrySettings(dg.ConfigurableResource):
     analyst_db: str
     work_db: str = ""
     protocol_file: str = ""
+    # Bounds on the work one export may cost; empty = $KETREG_LIMITS_FILE or config/limits.yaml.
+    limits_file: str = ""
     # The sensor leaves an export alone until its files have been still this long (a copy in progress).
     landing_settle_seconds: float = 60.0
     # A site's current export with fewer rows than (1 − this share) × its previous export raises a warning.
@@ -50,6 +54,9 @@ class RegistrySettings(dg.ConfigurableResource):
     def protocol(self) -> Protocol:
         return load_protocol(self.protocol_file or None)
 
+    def limits(self) -> LandingLimits:
+        return load_limits(self.limits_file or None)
+
     @contextmanager
     def working_db(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with connect(self.work_db_path) as con:
@@ -57,9 +64,17 @@ class RegistrySettings(dg.ConfigurableResource):
 
 
 class PseudonymKey(dg.ConfigurableResource):
-    """The HMAC key for patient pseudonyms; bound to KETREG_PSEUDONYM_KEY, never stored in the repo."""
+    """The HMAC key for patient pseudonyms, read when a step needs it from KETREG_PSEUDONYM_KEY or the file
+    KETREG_PSEUDONYM_KEY_FILE names. It has no key field on purpose: Dagster stores resource config in every
+    run snapshot, so the key must never be config (docs/security.md)."""
 
-    key: str
+    # True for a run that re-keys every patient on purpose (`ketreg run --rekey`); otherwise a key whose
+    # fingerprint differs from the working store's is refused.
+    rekey: bool = False
+
+    def secret(self) -> str:
+        """The key, checked (raises MissingPseudonymKey naming the variable)."""
+        return key_from_environment()
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
@@ -70,5 +85,5 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             analyst_db=os.environ.get("KETREG_DB", "demo/registry.duckdb"),
             protocol_file=os.environ.get("KETREG_PROTOCOL", ""),
         ),
-        "pseudonym_key": PseudonymKey(key=dg.EnvVar("KETREG_PSEUDONYM_KEY")),
+        "pseudonym_key": PseudonymKey(),
     }

@@ -23,7 +23,7 @@ from schemas.protocol import Protocol, load_protocol
 from schemas.tables import TABLES, TABLES_BY_NAME
 from schemas.validation import ParentRows, TableValidation, validate_table
 
-TEST_KEY = "test-pseudonym-key-0123456789"
+TEST_KEY = "test-pseudonym-key-0123456789abcdef"
 OTHER_KEY = "another-pseudonym-key-9876543210"
 EXPORT_ID = "2026-11-01"
 

@@ -258,7 +258,7 @@ def test_value_maps_turn_site_codes_into_contract_codes(tmp_path: Path, rows: Ro
     assert accepted_value(results, "adverse_events", "AE-0002", "term") == "dizziness"
 
 
-def test_a_value_no_map_covers_rejects_the_export_naming_site_file_column_and_values(
+def test_a_value_no_map_covers_rejects_the_export_naming_site_file_column_and_line_not_the_value(
     tmp_path: Path, rows: Rows
 ) -> None:
     rows["patients"][0]["sex"], rows["patients"][1]["sex"] = "w", "divers"
@@ -266,9 +266,15 @@ def test_a_value_no_map_covers_rejects_the_export_naming_site_file_column_and_va
     folder, sites = write_site(tmp_path, rows, mapping)
     with pytest.raises(UnreadableFile) as error:
         read_export(scan_export(SITE, folder, sites))
+    # The registry's message never carries the site's value (free text may name a patient) …
     assert str(error.value) == (
-        "site_m/2026-11-01/patients.csv: column 'sex' (→ patients.sex) has values the mapping does not cover: "
-        "'divers' (1 row, first on line 3) — add them under tables.patients.columns.sex.values in sites/site_m.yaml"
+        "site_m/2026-11-01/patients.csv: column 'sex' (→ patients.sex) has 1 value(s) the mapping does not cover, "
+        "in 1 row(s) (first on lines 3) — run `ketreg check-export` at the site to see them and add them under "
+        "tables.patients.columns.sex.values in sites/site_m.yaml"
+    )
+    # … the site's own pre-flight shows it.
+    assert error.value.site_detail == (
+        "patients.csv: column 'sex' values not covered by sites/site_m.yaml: 'divers' (1 row, first on line 3)"
     )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from support import TEST_KEY, canonical_rows, query_db, run_registry, write_export
+from support import canonical_rows, query_db, run_registry, write_export
 
 from ketreg.cli import main as ketreg_main
 from pipelines.definitions import build_definitions
@@ -22,12 +22,17 @@ from pipelines.schedules import nightly_rebuild
 from pipelines.sensors import landing_sensor
 
 
+@pytest.fixture(autouse=True)
+def _key_in_environment(pseudonym_key: str) -> None:
+    """The resource reads the key from the environment when a step needs it, never from config."""
+
+
 def _resources(landing: Path, out: Path) -> dict[str, dg.ConfigurableResource]:
     return {
         "settings": RegistrySettings(
             landing_dir=str(landing), analyst_db=str(out / "registry.duckdb"), landing_settle_seconds=0
         ),
-        "pseudonym_key": PseudonymKey(key=TEST_KEY),
+        "pseudonym_key": PseudonymKey(),
     }
 
 

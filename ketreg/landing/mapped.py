@@ -10,13 +10,16 @@ for a patient without a weight, a date not in the site's format) becomes a failu
 from __future__ import annotations
 
 import fnmatch
+import os
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
+from ketreg.landing import messages
 from ketreg.landing.formats import LINE, REDCAP_FIELDS, SourceFrame, UnreadableSource, read_delimited, read_sheets
+from ketreg.landing.limits import LandingLimits, load_limits
 from ketreg.landing.mapping import EXCEL_SERIAL, PER_KG_UNITS, ColumnSpec, SiteMapping, TablePart
 from schemas.identifiers import looks_like_identifier
 from schemas.parsing import FAILURE_SCHEMA, concat_failures
@@ -81,13 +84,17 @@ def _missing_to_null(text: pl.Expr, codes: tuple[str, ...]) -> pl.Expr:
 
 
 class _Problems:
-    """Problems that make the export unusable, gathered so the site can fix them all at once."""
+    """Problems that make the export unusable, gathered so the site can fix them all at once. `site_details`
+    quote the site's values: shown by `ketreg check-export` at the site, never stored by the registry."""
 
     def __init__(self) -> None:
         self.items: list[str] = []
+        self.site_details: list[str] = []
 
-    def add(self, message: str) -> None:
+    def add(self, message: str, site_detail: str | None = None) -> None:
         self.items.append(message)
+        if site_detail is not None:
+            self.site_details.append(site_detail)
 
 
 def _date_parse(text: pl.Series, formats: list[str], datetime: bool) -> pl.Series:
@@ -207,13 +214,20 @@ def _map_values(
         pl.DataFrame({"value": values.filter(unmapped), "line": lines.filter(unmapped)})
         .group_by("value", maintain_order=True).agg(pl.len().alias("rows"), pl.col("line").first())
     )
+    # The values themselves are the site's data (free text may name a patient): the registry's message
+    # gives counts and line numbers only; the values go to the site's own check-export report.
     shown = ", ".join(
-        f"'{v}' ({n} row{'s' if n > 1 else ''}, first on line {line})" for v, n, line in offending.rows()[:10]
+        f"'{messages.name(v)}' ({n} row{'s' if n > 1 else ''}, first on line {line})"
+        for v, n, line in offending.rows()[:10]
     )
-    source = spec.source or spec.template or spec.any_checked or "constant"
+    first_lines = ", ".join(str(line) for line in offending["line"].head(10).to_list())
+    source = messages.name(spec.source or spec.template or spec.any_checked or "constant")
+    rows = int(offending["rows"].sum())
     problems.add(
-        f"{where}/{src.label}: column '{source}' (→ {part.table}.{column}) has values the mapping does not cover: "
-        f"{shown} — add them under {part.where}.columns.{column}.values in {mapping.label}"
+        f"{where}/{src.label}: column '{source}' (→ {part.table}.{column}) has {offending.height:,} value(s) the "
+        f"mapping does not cover, in {rows:,} row(s) (first on lines {first_lines}) — run `ketreg check-export` "
+        f"at the site to see them and add them under {part.where}.columns.{column}.values in {mapping.label}",
+        site_detail=f"{src.label}: column '{source}' values not covered by {mapping.label}: {shown}",
     )
     return mapped
 
@@ -251,6 +265,15 @@ def _map_part(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     rows = _rows_of(part, src)
     specs: dict[str, ColumnSpec | None] = {}
+    named = [s.source for s in part.columns.values() if s.source]
+    if named and not set(named) & set(src.header) and not set(table.columns) & set(src.header):
+        # Line 1 may be a data row (a headerless file): it is never quoted back.
+        problems.add(
+            f"{where}/{src.label}: no recognisable header row (line 1 names none of the columns {mapping.label} "
+            f"reads for {part.table}, e.g. {messages.names(named[:3], quote=chr(39))}); the first line must be "
+            "the header"
+        )
+        return pl.DataFrame(), concat_failures([])
     for column in table.columns:
         spec = part.columns.get(column)
         if spec is None and column in src.header:
@@ -261,10 +284,10 @@ def _map_part(
                 needed += [n for _, n, _, _ in string.Formatter().parse(spec.template) if n]
             missing = [n for n in needed if n not in src.header]
             for name in missing:
-                shown = ", ".join(src.header[:15]) + (", …" if len(src.header) > 15 else "")
                 problems.add(
-                    f"{where}/{src.label}: column '{name}' named by {mapping.label} ({part.where}.columns.{column}) "
-                    f"is not in the file (its columns: {shown})"
+                    f"{where}/{src.label}: column '{messages.name(name)}' named by {mapping.label} "
+                    f"({part.where}.columns.{column}) is not in the file (its columns: "
+                    f"{messages.names(src.header, shown=15)})"
                 )
             if missing:
                 spec = None
@@ -328,21 +351,21 @@ def _unused(
     return identifiers, unused
 
 
-def _load_sources(folder: Path, mapping: SiteMapping, where: str) -> dict[str, SourceFrame]:
+def _load_sources(folder: Path, mapping: SiteMapping, where: str, limits: LandingLimits) -> dict[str, SourceFrame]:
     """Source frames by the key parts use: the file name, or the sheet name for a workbook."""
     problems: list[str] = []
     sources: dict[str, SourceFrame] = {}
     if mapping.format == "excel":
         assert mapping.file is not None
         path = folder / mapping.file
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise UnreadableSource(f"{where}: {mapping.file} is missing; {mapping.label} reads every table from it")
         sheets = [p.sheet for parts in mapping.tables.values() for p in parts if p.sheet]
-        return read_sheets(path, list(dict.fromkeys(sheets)), f"{where}/{mapping.file}")
+        return read_sheets(path, list(dict.fromkeys(sheets)), f"{where}/{mapping.file}", limits)
     names = mapping.source_files()
     for name in names:
         path = folder / name
-        if not path.is_file():
+        if not os.path.lexists(path):
             tables = [t for t, parts in mapping.tables.items() if any(p.file == name for p in parts)]
             if mapping.format == "redcap" or any(t != "dispositions" for t in tables):
                 problems.append(
@@ -350,7 +373,7 @@ def _load_sources(folder: Path, mapping: SiteMapping, where: str) -> dict[str, S
                 )
             continue
         try:
-            sources[name] = read_delimited(path, mapping, f"{where}/{name}")
+            sources[name] = read_delimited(path, mapping, f"{where}/{name}", limits)
         except UnreadableSource as exc:
             problems.append(str(exc))
     if problems:
@@ -366,11 +389,13 @@ def _load_sources(folder: Path, mapping: SiteMapping, where: str) -> dict[str, S
     return sources
 
 
-def read_mapped_export(folder: Path, site_id: str, export_id: str, mapping: SiteMapping) -> MappedExport:
+def read_mapped_export(folder: Path, site_id: str, export_id: str, mapping: SiteMapping,
+                       limits: LandingLimits | None = None) -> MappedExport:
     """Read the export in `folder` through `mapping`. Raises UnreadableSource with every problem that makes
-    the export unusable (missing files, sheets or columns, values no map covers)."""
+    the export unusable (missing files, sheets or columns, values no map covers); LimitExceeded or
+    NotARegularEntry for a file the registry does not read."""
     where = f"{site_id}/{export_id}"
-    sources = _load_sources(folder, mapping, where)
+    sources = _load_sources(folder, mapping, where, limits or load_limits())
     problems = _Problems()
     frames: dict[str, pl.DataFrame] = {}
     failures: dict[str, pl.DataFrame] = {}
@@ -391,6 +416,8 @@ def read_mapped_export(folder: Path, site_id: str, export_id: str, mapping: Site
             weights = _weights(frames.get("patients")) if table.name == "infusions" else None
             absent: list[str] = []
             built, fails = _map_part(part, src, table, mapping, weights, where, problems, used[key], absent)
+            if built.width == 0:
+                continue  # no recognisable header: already a problem
             if absent:
                 result.notices.append(
                     f"{where}/{src.label}: optional column(s) {', '.join(absent)} of {table.file_name} have no "
@@ -410,20 +437,23 @@ def read_mapped_export(folder: Path, site_id: str, export_id: str, mapping: Site
         failures[table.name] = concat_failures(part_failures)
     for key, src in sources.items():
         identifiers, unused = _unused(src, used[key], ignores[key], mapping)
-        result.identifier_columns[src.label] = identifiers
-        result.unused_columns[src.label] = unused
+        result.identifier_columns[src.label] = [messages.name(c) for c in identifiers[:50]]
+        result.unused_columns[src.label] = [messages.name(c) for c in unused[:50]]
         if identifiers:
-            result.notices.append(
-                f"{where}/{src.label}: column(s) {', '.join(identifiers)} look like direct patient identifiers; they "
-                "were not read — please remove them from the export"
-            )
+            result.notices.append(messages.bounded(
+                f"{where}/{src.label}: column(s) {messages.names(identifiers)} look like direct patient identifiers;"
+                " they were not read — please remove them from the export"
+            ))
         if unused:
-            result.notices.append(
-                f"{where}/{src.label}: column(s) {', '.join(unused)} are neither mapped nor ignored by "
+            result.notices.append(messages.bounded(
+                f"{where}/{src.label}: column(s) {messages.names(unused)} are neither mapped nor ignored by "
                 f"{mapping.label} and were not read; map them or list them under `ignore`"
-            )
+            ))
     if problems.items:
-        raise UnreadableSource("; ".join(problems.items))
+        raise UnreadableSource(
+            messages.bounded("; ".join(problems.items)),
+            site_detail="; ".join(problems.site_details) or None,
+        )
     return result
 
 

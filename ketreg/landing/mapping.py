@@ -49,6 +49,26 @@ class MappingError(ValueError):
     """The mapping file cannot be used; every export of the site is rejected with this message."""
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: a few lines of `&a [*a, *a, …]` expand to billions of nodes."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a mapping file", mark)
+        return super().compose_node(parent, index)
+
+
+def _file_name_problem(value: Any, where: str) -> str | None:
+    """A mapping names files inside the export folder only: a bare file name, no folder, no `..`."""
+    if value is None:
+        return None
+    text = str(value)
+    if not text or text in (".", "..") or "/" in text or "\\" in text or text.startswith(".") or "\0" in text:
+        return f"{where}: '{text[:64]}' must be the name of a file in the export folder (no folders, no '..')"
+    return None
+
+
 @dataclass(frozen=True)
 class ColumnSpec:
     """Where one contract column comes from and how its text is turned into the contract's."""
@@ -205,6 +225,8 @@ def _table_part(mapping_format: str, table: str, raw: Any, where: str, problems:
         return TablePart(table, where)
     for key in sorted(set(raw) - _PART_KEYS):
         problems.append(f"{where}: unknown key '{key}' (known: {', '.join(sorted(_PART_KEYS))})")
+    if (problem := _file_name_problem(raw.get("file"), f"{where}.file")) is not None:
+        problems.append(problem)
     if mapping_format in ("canonical", "delimited") and not raw.get("file"):
         problems.append(f"{where}: name the file that holds {table} (file: …)")
     if mapping_format == "excel" and not raw.get("sheet"):
@@ -240,14 +262,21 @@ def _table_part(mapping_format: str, table: str, raw: Any, where: str, problems:
     )
 
 
-def load_mapping(path: Path, site_id: str) -> SiteMapping:
-    """Read and check `path`; raise MappingError listing every problem found."""
+def load_mapping(path: Path, site_id: str, max_bytes: int = 1 << 20) -> SiteMapping:
+    """Read and check `path` (at most `max_bytes`, no YAML aliases); raise MappingError listing every
+    problem found."""
     label = f"sites/{path.name}"
-    content = path.read_bytes()
     try:
-        raw = yaml.safe_load(content.decode("utf-8"))
+        with path.open("rb") as handle:
+            content = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise MappingError(f"{label}: cannot be read ({exc.strerror})") from exc
+    if len(content) > max_bytes:
+        raise MappingError(f"{label}: larger than {max_bytes:,} bytes (max_mapping_bytes in config/limits.yaml)")
+    try:
+        raw = yaml.load(content.decode("utf-8"), Loader=_NoAliasLoader)  # a SafeLoader subclass
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise MappingError(f"{label}: not a readable YAML file ({str(exc).splitlines()[0]})") from exc
+        raise MappingError(f"{label}: not a readable YAML file ({str(exc).splitlines()[0][:200]})") from exc
     if not isinstance(raw, dict):
         raise MappingError(f"{label}: expected keys such as format and tables ({MAPPING_DOC})")
     problems: list[str] = []
@@ -265,6 +294,8 @@ def load_mapping(path: Path, site_id: str) -> SiteMapping:
     quote = str(raw.get("quote", '"'))
     if len(delimiter) != 1 or len(quote) != 1:
         problems.append("delimiter and quote must each be one character")
+    if (problem := _file_name_problem(raw.get("file"), "file")) is not None:
+        problems.append(problem)
     if mapping_format in ("redcap", "excel") and not raw.get("file"):
         kind = "REDCap export" if mapping_format == "redcap" else "workbook"
         problems.append(f"file: name the {kind} file (file: …)")

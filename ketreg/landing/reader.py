@@ -7,7 +7,10 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from ketreg.landing import messages
 from ketreg.landing.discovery import CONTRACT_DOC, ExportFile, LandingExport
+from ketreg.landing.formats import parser_message
+from ketreg.landing.safe_files import fd_path, open_landing_file
 from schemas.tables import TABLES_BY_NAME
 
 # The header is line 1, so the first data row is line 2. Counting assumes no line breaks inside quoted
@@ -16,10 +19,15 @@ FIRST_DATA_LINE = 2
 
 
 class UnreadableFile(ValueError):
-    """The file is not a CSV the contract can read; the whole export is rejected with this message."""
+    """The file is not a CSV the contract can read; the whole export is rejected with this message.
+    `site_detail`: what only the site may see (its own values), for `ketreg check-export`."""
+
+    def __init__(self, message: str, site_detail: str | None = None) -> None:
+        super().__init__(message)
+        self.site_detail = site_detail
 
 
-def _first_short_row(path: Path, header_width: int) -> str | None:
+def _first_short_row(path: Path | str, header_width: int) -> str | None:
     """The CSV error of the first row with fewer cells than the header, if there is one.
 
     polars pads a short row with empty cells, which would pass off a broken row as a row with missing
@@ -41,7 +49,7 @@ def _first_short_row(path: Path, header_width: int) -> str | None:
         # Never the "Original Line" DuckDB quotes: it holds the site's patient ids and values.
         message = str(exc).split("Possible fixes")[0]
         kept = [line.strip() for line in message.splitlines() if line.strip()]
-        return " ".join(line for line in kept if not line.startswith("Original Line"))
+        return messages.name(" ".join(line for line in kept if not line.startswith("Original Line")), 300)
     return None
 
 
@@ -55,9 +63,17 @@ def read_export_file(export: LandingExport, export_file: ExportFile) -> pl.DataF
         for written, clean in zip(export_file.header_as_written, export_file.header, strict=True)
         if clean in contract.columns
     }
+    where = f"{export.label}/{export_file.path.name}"
+    with open_landing_file(export_file.path, where, export.read_limits()) as handle:
+        # polars and DuckDB take paths: give them the descriptor that was checked (never a swapped-in link).
+        return _read_checked(export, export_file, fd_path(handle, export_file.path), wanted, contract.columns)
+
+
+def _read_checked(export: LandingExport, export_file: ExportFile, path: str, wanted: dict[str, str],
+                  contract_columns: tuple[str, ...] | list[str]) -> pl.DataFrame:
     try:
         frame = pl.read_csv(
-            export_file.path,
+            path,
             has_header=True,
             columns=list(wanted),
             infer_schema=False,
@@ -67,13 +83,12 @@ def read_export_file(export: LandingExport, export_file: ExportFile) -> pl.DataF
             raise_if_empty=False,
         )
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UnreadableFile(
-            f"{export.label}/{export_file.path.name}: cannot be read as CSV ({first_line}); check the delimiter "
-            f"is a comma, quotes are balanced, every row has the header's columns and the file is UTF-8 "
+            f"{export.label}/{export_file.path.name}: cannot be read as CSV ({parser_message(exc)}); check the "
+            f"delimiter is a comma, quotes are balanced, every row has the header's columns and the file is UTF-8 "
             f"({CONTRACT_DOC})"
         ) from exc
-    short_row = _first_short_row(export_file.path, len(export_file.header))
+    short_row = _first_short_row(path, len(export_file.header))
     if short_row is not None:
         raise UnreadableFile(
             f"{export.label}/{export_file.path.name}: a row has fewer cells than the header ({short_row}); "
@@ -86,6 +101,6 @@ def read_export_file(export: LandingExport, export_file: ExportFile) -> pl.DataF
         (pl.col("_row").cast(pl.Int64) + FIRST_DATA_LINE).alias("source_line"),
         *[
             pl.col(c).cast(pl.String) if c in frame.columns else pl.lit(None, pl.String).alias(c)
-            for c in contract.columns
+            for c in contract_columns
         ],
     )

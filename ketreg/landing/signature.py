@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ketreg.landing.discovery import EXPORT_ID, SITE_ID
 from ketreg.landing.mapping import default_sites_dir, mapping_path
+from ketreg.landing.safe_files import is_real_dir, list_dir
 
 
 def export_signatures(landing: Path, settle_seconds: float = 0.0, sites_dir: Path | None = None) -> dict[str, str]:
@@ -20,12 +21,13 @@ def export_signatures(landing: Path, settle_seconds: float = 0.0, sites_dir: Pat
         return signatures
     sites_dir = default_sites_dir() if sites_dir is None else sites_dir
     now = time.time()
-    for site_dir in sorted(p for p in landing.iterdir() if p.is_dir() and SITE_ID.match(p.name)):
+    # lstat only: a link is never followed, even to look at its size (the scan rejects it by name).
+    for site_dir in sorted(p for p in landing.iterdir() if is_real_dir(p) and SITE_ID.fullmatch(p.name)):
         mapping = mapping_path(sites_dir, site_dir.name)
         mapping_stat = f"mapping:{mapping.stat().st_size}:{mapping.stat().st_mtime_ns};" if mapping else ""
-        for export_dir in sorted(p for p in site_dir.iterdir() if p.is_dir() and EXPORT_ID.match(p.name)):
-            files = sorted(p for p in export_dir.iterdir() if p.is_file() and not p.name.startswith("."))
-            stats = [(p.name, p.stat()) for p in files]
+        for export_dir in (p for p in list_dir(site_dir) if EXPORT_ID.fullmatch(p.name)):
+            files = [p for p in list_dir(export_dir) if not p.name.startswith(".")]
+            stats = [(p.name, p.lstat()) for p in files]
             if stats and now - max(s.st_mtime for _, s in stats) < settle_seconds:
                 continue
             digest = hashlib.sha256(mapping_stat.encode())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
+from ketreg.registry.key_fingerprint import record_key
 from ketreg.registry.pseudonym import install_pseudonym_macro
 from ketreg.warehouse.connection import run_sql_file, scalar
 from schemas.enums import AE_TERM_CATEGORY
@@ -26,11 +27,13 @@ REGISTRY_TABLES = (
 KEY_TABLES = {"patients": ("patient_keys",), "infusions": ("infusion_keys",)}
 
 
-def prepare(con: duckdb.DuckDBPyConnection, key: str, protocol: Protocol) -> None:
-    """Schemas, the pseudonym macro, and the reference tables: AE terms from the contract, and the protocol
-    whose limits this registry was validated against (so every published file says which one)."""
+def prepare(con: duckdb.DuckDBPyConnection, key: str, protocol: Protocol, rekey: bool = False) -> None:
+    """Schemas, the pseudonym macro, the key's fingerprint (a registry built with another key is refused
+    unless `rekey`), and the reference tables: AE terms from the contract, and the protocol whose limits this
+    registry was validated against (so every published file says which one)."""
     con.execute("CREATE SCHEMA IF NOT EXISTS registry")
     con.execute("CREATE SCHEMA IF NOT EXISTS keys")
+    record_key(con, key, rekey)
     install_pseudonym_macro(con, key)
     con.register("_protocol", pl.DataFrame([protocol.as_sql_parameters()]))
     try:

@@ -1,15 +1,31 @@
-"""Keyed pseudonyms (HMAC-SHA256) computed inside DuckDB, so site ids never leave the working database."""
+"""Keyed pseudonyms (HMAC-SHA256) computed inside DuckDB, so site ids never leave the working database.
+
+The key is a secret read at run time, from `KETREG_PSEUDONYM_KEY` or the file `KETREG_PSEUDONYM_KEY_FILE`
+names: never from Dagster config (Dagster stores run config in its run snapshots), never written anywhere.
+Only its fingerprint (`key_fingerprint`) is stored, so a run with another key is noticed.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
+import stat
+from pathlib import Path
 
 import duckdb
 
 KEY_VARIABLE = "KETREG_PSEUDONYM_KEY"
-MIN_KEY_LENGTH = 16
+KEY_FILE_VARIABLE = "KETREG_PSEUDONYM_KEY_FILE"
+# Set only by `make demo` and the test suite: the published demo key is refused everywhere else.
+ALLOW_DEMO_KEY_VARIABLE = "KETREG_ALLOW_DEMO_KEY"
+# Published on purpose in the Makefile and the README: fit for synthetic data only.
+DEMO_KEY = "ketreg-demo-key-synthetic-data-only"
+MIN_KEY_BYTES = 32
+MIN_DISTINCT_CHARACTERS = 8
+FINGERPRINT_MESSAGE = b"ketreg key id"
 _BLOCK = 64  # SHA-256 block size in bytes (RFC 2104)
+_HOW_TO = 'make one with `python -c "import secrets; print(secrets.token_hex(32))"` (docs/security.md)'
 
 
 class MissingPseudonymKey(RuntimeError):
@@ -17,25 +33,73 @@ class MissingPseudonymKey(RuntimeError):
 
 
 def key_from_environment() -> str:
-    """The pseudonymisation key from KETREG_PSEUDONYM_KEY; refuses a missing or short key."""
-    key = os.environ.get(KEY_VARIABLE, "")
-    check_key(key)
+    """The pseudonymisation key from KETREG_PSEUDONYM_KEY, or from the file KETREG_PSEUDONYM_KEY_FILE names
+    (one line; its line end is dropped). Refuses a missing, weak or published key, naming the variable."""
+    direct = os.environ.get(KEY_VARIABLE)
+    file_name = os.environ.get(KEY_FILE_VARIABLE)
+    if direct and file_name:
+        raise MissingPseudonymKey(f"both {KEY_VARIABLE} and {KEY_FILE_VARIABLE} are set; set only one")
+    if file_name:
+        key, variable = _key_from_file(Path(file_name)), KEY_FILE_VARIABLE
+    else:
+        key, variable = direct or "", KEY_VARIABLE
+    check_key(key, variable)
     return key
 
 
-def check_key(key: str) -> None:
-    if len(key) < MIN_KEY_LENGTH:
+def _key_from_file(path: Path) -> str:
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise MissingPseudonymKey(f"{KEY_FILE_VARIABLE} names {path}, which is not a regular file")
+        if info.st_mode & stat.S_IROTH:
+            raise MissingPseudonymKey(
+                f"{KEY_FILE_VARIABLE} names {path}, which every user of this machine can read; "
+                f"make it private (chmod 600 {path})"
+            )
+        raw = path.read_bytes()[: 1 << 16]
+    except OSError as exc:
+        raise MissingPseudonymKey(f"{KEY_FILE_VARIABLE} names {path}, which cannot be read ({exc.strerror})") from exc
+    try:
+        return raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
+    except UnicodeDecodeError as exc:
+        raise MissingPseudonymKey(f"{KEY_FILE_VARIABLE} names {path}, which is not UTF-8 text") from exc
+
+
+def check_key(key: str, variable: str = KEY_VARIABLE) -> None:
+    """Refuse a key an attacker could guess: missing, under 32 bytes, whitespace, too few distinct
+    characters (`aaaa…`, `abab…`), or the published demo key (unless the demo allows it)."""
+    problem = None
+    if not key:
+        problem = "is not set"
+    elif key == DEMO_KEY:
+        if os.environ.get(ALLOW_DEMO_KEY_VARIABLE) == "1":
+            return
+        problem = (f"is the published demo key, fit only for synthetic data (`make demo` allows it with "
+                   f"{ALLOW_DEMO_KEY_VARIABLE}=1)")
+    elif len(key.encode()) < MIN_KEY_BYTES:
+        problem = f"is too short ({len(key.encode())} bytes; at least {MIN_KEY_BYTES} are needed)"
+    elif any(c.isspace() for c in key):
+        problem = "contains whitespace (a pasted line break or blank?)"
+    elif len(set(key)) < MIN_DISTINCT_CHARACTERS:
+        problem = f"is too simple (fewer than {MIN_DISTINCT_CHARACTERS} different characters)"
+    if problem is not None:
         raise MissingPseudonymKey(
-            f"{KEY_VARIABLE} is {'not set' if not key else 'too short'}: set it to a secret of at least "
-            f"{MIN_KEY_LENGTH} characters, the same for every run of this registry (losing it changes every "
-            "patient key). `make demo` uses a published demo key, which must never be used for real data."
+            f"{variable} {problem}: set it to a secret of at least {MIN_KEY_BYTES} bytes, the same for every run "
+            f"of this registry (losing it changes every patient key); {_HOW_TO}"
         )
+
+
+def key_fingerprint(key: str) -> str:
+    """An identifier of the key that reveals nothing about it: the first 16 hex of HMAC(key, "ketreg key id")."""
+    return hmac.new(key.encode(), FINGERPRINT_MESSAGE, hashlib.sha256).hexdigest()[:16]
 
 
 def install_pseudonym_macro(con: duckdb.DuckDBPyConnection, key: str) -> None:
     """Define `pseudonym(text) → hex HMAC-SHA256(key, text)` for this connection only (a TEMP macro is
     never written to the database file)."""
-    check_key(key)
+    if not key:
+        raise MissingPseudonymKey(f"{KEY_VARIABLE} is not set")
     secret = key.encode()
     if len(secret) > _BLOCK:
         secret = hashlib.sha256(secret).digest()

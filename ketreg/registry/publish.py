@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 
 from ketreg.warehouse.connection import scalar
+from ketreg.warehouse.file_modes import share
 
 # Working-database schema → schema of the analysts' file. Registry tables sit in the analysts' main schema
 # (`FROM patients`); everything derived from them keeps its own schema (`FROM metrics.registry_metrics`).
@@ -46,5 +47,6 @@ def publish(con: duckdb.DuckDBPyConnection, analyst_db: Path) -> dict[str, int]:
         con.execute("CHECKPOINT snapshot")
     finally:
         con.execute("DETACH snapshot")
+    share(staging_file)  # written under the working store's private umask; analysts must read it
     os.replace(staging_file, analyst_db)
     return counts

@@ -166,7 +166,7 @@ def _stage_batch(
         if export.rejection is None:
             try:
                 read = read_export(export)
-            except UnreadableFile as exc:
+            except UnreadableFile as exc:  # read_export turns every kind of read error into this
                 status["rejection_reason"] = str(exc)
         if read is None:
             status["status"] = "rejected"

@@ -10,6 +10,8 @@ from typing import Any
 
 import duckdb
 
+from ketreg.warehouse.file_modes import make_private, private_umask
+
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 # DuckDB takes 80 % of the machine's memory by default; the pipeline keeps to a budget and spills to disk
 # beyond it, so a registry of hundreds of sites runs in a small container. KETREG_DUCKDB_MEMORY_LIMIT overrides.
@@ -19,14 +21,17 @@ DEFAULT_MEMORY_LIMIT = "1GB"
 @contextmanager
 def connect(path: Path | str) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-write connection to the working database, closed on exit. The pipeline runs its DuckDB
-    work in one process, so it never waits on its own file lock."""
+    work in one process, so it never waits on its own file lock. The file and its write-ahead log are
+    private (0600): they hold the site id ↔ pseudonym map."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path))
-    con.execute("SET memory_limit = ?", [os.environ.get("KETREG_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)])
-    try:
-        yield con
-    finally:
-        con.close()
+    with private_umask():
+        con = duckdb.connect(str(path))
+        make_private(Path(path))  # a store created before modes were set
+        con.execute("SET memory_limit = ?", [os.environ.get("KETREG_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)])
+        try:
+            yield con
+        finally:
+            con.close()
 
 
 def sql_text(relative: str) -> str:

@@ -9,7 +9,7 @@ from pipelines.resources import RegistrySettings
 @dg.asset(key=["landing", "exports"], group_name="landing", kinds={"python"})
 def landing_exports(context: dg.AssetExecutionContext, settings: RegistrySettings) -> dg.Output[LandingScan]:
     """Every `<site>/<export>/` folder of the landing folder, with file hashes and header checks."""
-    scan = scan_landing(settings.landing_path)
+    scan = scan_landing(settings.landing_path, limits=settings.limits())
     rejected = {e.label: e.rejection for e in scan.exports if e.rejection}
     for label, reason in rejected.items():
         context.log.warning(f"export {label} rejected: {reason}")

@@ -18,6 +18,7 @@ from ketreg.quality.rules import COMPLETENESS, CONFORMANCE, PLAUSIBILITY, regist
 from ketreg.quality.settings import load_quality_settings
 from ketreg.quality.site_checks import site_export_checks
 from ketreg.warehouse.connection import scalar
+from ketreg.warehouse.file_modes import share
 from pipelines.assets.metrics import metrics_assets
 from pipelines.assets.registry import registry_assets
 from pipelines.checks import CHECKS, RegistryCheck
@@ -91,6 +92,7 @@ def quality_check_results(context: dg.AssetExecutionContext, settings: RegistryS
         results = [*_registry_check_results(con, settings), *site_export_checks(con), *gx_results]
         recorded = record_run(con, context.run.run_id, dt.datetime.now(dt.UTC), results)
         changes = dict(con.execute("SELECT change, count(*) FROM quality.check_changes GROUP BY ALL").fetchall())
+    share(data_docs)  # written beside the private working store; data managers read it
     failed = [r for r in results if not r.passed]
     return dg.MaterializeResult(
         metadata={
@@ -117,6 +119,8 @@ def quality_dashboard(settings: RegistrySettings) -> dg.MaterializeResult:
     linking to the Data Docs and to the Dagster assets each check reads."""
     with settings.working_db() as con:
         path = render_dashboard(con, settings.reports_path, load_quality_settings().dagster_url)
+    share(settings.reports_path, recursive=False)  # written beside the private working store
+    share(path)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)),

@@ -1,0 +1,99 @@
+"""Open only what a site may send: regular files and folders physically inside the export folder.
+
+A symbolic link (to a file or a folder), a device, a FIFO or a socket is never opened: `lstat` names what it
+is, and files are opened with O_NOFOLLOW (a link swapped in after the check is refused by the kernel) and
+O_NONBLOCK (a FIFO swapped in cannot hang the run), then checked again on the open descriptor. Readers that
+need a path (polars, DuckDB) are given `/proc/self/fd/N` of the checked descriptor, so they read exactly the
+file that was checked.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from ketreg.landing.limits import LandingLimits
+
+LANDING_DOC = "docs/security.md"
+
+
+class NotARegularEntry(ValueError):
+    """A landing entry the registry does not read (a link, a device, …); the message says what it is."""
+
+
+def _kind(mode: int) -> str | None:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return None
+
+
+def entry_problem(path: Path, want_dir: bool) -> str | None:
+    """Why `path` is not a real folder (`want_dir`) or a real file, without following links; None if it is."""
+    try:
+        mode = path.lstat().st_mode
+    except OSError as exc:
+        return f"cannot be inspected ({exc.strerror})"
+    kind = _kind(mode)
+    if kind is not None:
+        return f"is {kind}; the registry reads only {'folders' if want_dir else 'files'} stored in the landing " \
+               f"folder itself, never links ({LANDING_DOC})"
+    if want_dir and not stat.S_ISDIR(mode):
+        return "is a file, not a folder"
+    if not want_dir and not stat.S_ISREG(mode):
+        return "is a folder, not a file"
+    return None
+
+
+def is_real_dir(path: Path) -> bool:
+    return entry_problem(path, want_dir=True) is None
+
+
+def is_real_file(path: Path) -> bool:
+    return entry_problem(path, want_dir=False) is None
+
+
+def list_dir(path: Path) -> list[Path]:
+    """The entries of a real folder (an empty list for a link or anything else)."""
+    if not is_real_dir(path):
+        return []
+    return sorted(path.iterdir())
+
+
+@contextmanager
+def open_landing_file(path: Path, where: str, limits: LandingLimits) -> Iterator[BinaryIO]:
+    """The checked file opened for binary reading; raises NotARegularEntry for anything but a regular file
+    and LimitExceeded for a file above `max_file_bytes`."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        problem = entry_problem(path, want_dir=False) or f"cannot be opened ({exc.strerror})"
+        raise NotARegularEntry(f"{where} {problem}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotARegularEntry(f"{where} {_kind(info.st_mode) or 'is not a regular file'}; not read")
+        if info.st_size > limits.max_file_bytes:
+            raise limits.exceeded(where, "the file's size in bytes", info.st_size, "max_file_bytes")
+        os.set_blocking(fd, True)
+        handle = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with handle:
+        yield handle
+
+
+def fd_path(handle: BinaryIO, fallback: Path) -> str:
+    """A path naming exactly the open file, for libraries that only take paths."""
+    proc = f"/proc/self/fd/{handle.fileno()}"
+    return proc if os.path.exists(proc) else str(fallback)
