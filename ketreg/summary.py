@@ -54,6 +54,12 @@ def _summary(con: duckdb.DuckDBPyConnection, analyst_db: Path, private: _SiteMes
         "SELECT count(DISTINCT site_id), count(*), count(*) FILTER (status = 'rejected') FROM exports"
     ).fetchall()[0]
     lines.append(f"Registry {analyst_db}: {sites} sites, {exports} exports ({rejected} rejected)")
+    has_key_table = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'pseudonym_key'"
+    ).fetchall()[0][0]
+    if has_key_table:
+        for (fingerprint,) in con.execute("SELECT key_fingerprint FROM pseudonym_key").fetchall():
+            lines.append(f"  pseudonym key fingerprint: {fingerprint}")
     for site, export in con.execute(
         "SELECT site_id, export_id FROM exports WHERE status = 'rejected' ORDER BY ALL"
     ).fetchall():

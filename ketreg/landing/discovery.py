@@ -200,13 +200,19 @@ def _scan_canonical(export: LandingExport) -> None:
         where = f"{export.label}/{table.file_name}"
         try:
             with open_landing_file(file_path, where, limits) as handle:
-                scanned = scan_text(handle, where, limits)
+                scanned = scan_text(handle, where, limits, utf8=True)
         except (NotARegularEntry, LimitExceeded) as exc:
             export.reject(str(exc))
             continue
         export_file = ExportFile(table=table.name, path=file_path, sha256=scanned.sha256,
                                  size_bytes=scanned.size_bytes)
         export.files[table.name] = export_file
+        if scanned.not_utf8_at is not None:
+            byte, line = scanned.not_utf8_at
+            export.reject(
+                f"{where}: not UTF-8 text (line {line:,}, byte {byte:,}); save it as UTF-8 CSV ({CONTRACT_DOC})"
+            )
+            continue
         _inspect_header(export, export_file, scanned.first_line)
 
 

@@ -3,6 +3,7 @@ lengths checked against the limits, so no parser ever sees a 10 MB line or a ten
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 from dataclasses import dataclass
@@ -18,12 +19,15 @@ class TextScan:
     sha256: str
     size_bytes: int
     first_line: bytes  # the header line as bytes, without its line end (at most max_line_bytes)
+    not_utf8_at: tuple[int, int] | None = None  # (byte, line) of the first byte that is not UTF-8, if asked
 
 
-def scan_text(handle: BinaryIO, where: str, limits: LandingLimits) -> TextScan:
+def scan_text(handle: BinaryIO, where: str, limits: LandingLimits, utf8: bool = False) -> TextScan:
     """Hash `handle` to its end; raise LimitExceeded at the first line longer than `max_line_bytes` or when
     the lines outnumber `max_rows`. Lines are counted by their line ends (a quoted line break counts too,
-    which can only make the bound stricter)."""
+    which can only make the bound stricter). With `utf8`, also find the first byte that is not UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")() if utf8 else None
+    not_utf8_at: tuple[int, int] | None = None
     digest = hashlib.sha256()
     size = 0
     lines = 0
@@ -32,6 +36,11 @@ def scan_text(handle: BinaryIO, where: str, limits: LandingLimits) -> TextScan:
     head = b""
     while chunk := handle.read(_CHUNK):
         digest.update(chunk)
+        if decoder is not None and not_utf8_at is None:
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                not_utf8_at = (size + exc.start, lines + chunk.count(b"\n", 0, exc.start) + 1)
         size += len(chunk)
         breaks = chunk.count(b"\n")
         if first is None:
@@ -51,9 +60,14 @@ def scan_text(handle: BinaryIO, where: str, limits: LandingLimits) -> TextScan:
         lines += breaks
         if lines > limits.max_rows:
             raise limits.exceeded(where, "the number of lines", f"over {limits.max_rows:,}", "max_rows")
+    if decoder is not None and not_utf8_at is None:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            not_utf8_at = (size, lines + 1)
     if first is None:
         first = head[: limits.max_line_bytes]
-    return TextScan(digest.hexdigest(), size, first.rstrip(b"\r"))
+    return TextScan(digest.hexdigest(), size, first.rstrip(b"\r"), not_utf8_at)
 
 
 def check_text(data: bytes, where: str, limits: LandingLimits) -> None:

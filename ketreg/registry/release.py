@@ -85,6 +85,24 @@ def _protocol(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
     return dict(zip(columns, frame[0], strict=True)) if frame else {}
 
 
+def _pseudonym_key(con: duckdb.DuckDBPyConnection) -> dict[str, object] | None:
+    """The fingerprint of the key the released pseudonyms were made with (never the key), and whether the
+    registry was re-keyed: releases with different fingerprints cannot be linked patient by patient."""
+    try:
+        rows = con.execute("SELECT key_fingerprint, rekeyed_from, rekeyed_at FROM pseudonym_key").fetchall()
+    except duckdb.CatalogException:
+        return None  # published before fingerprints were recorded
+    if not rows:
+        return None
+    fingerprint, rekeyed_from, rekeyed_at = rows[0]
+    return {
+        "fingerprint": fingerprint,
+        "rekeyed": rekeyed_from is not None,
+        "rekeyed_from": rekeyed_from,
+        "rekeyed_at": rekeyed_at.isoformat() if rekeyed_at is not None else None,
+    }
+
+
 def make_release(name: str, analyst_db: Path, releases_dir: Path, small_cell_count: int | None = None) -> Path:
     """Freeze `analyst_db` as release `name`, with its shareable aggregates (small cells suppressed: counts
     below `small_cell_count`, by default config/privacy.yaml's); refuses to overwrite an existing release."""
@@ -110,6 +128,7 @@ def make_release(name: str, analyst_db: Path, releases_dir: Path, small_cell_cou
             "source_database": str(analyst_db),
             "code_version": _code_version(),
             "protocol": _protocol(con),
+            "pseudonym_key": _pseudonym_key(con),
             "exports": _exports(con),
             "tables": table_fingerprints(con),
         }
