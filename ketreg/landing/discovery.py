@@ -122,7 +122,7 @@ def _inspect_header(export: LandingExport, export_file: ExportFile, first_line: 
         export.reject(f"{where}: not UTF-8 text (near the start of the file, byte {exc.start}); save it as UTF-8 CSV")
         return
     if text.count(",") >= limits.max_header_columns:
-        export.reject(str(limits.exceeded(where, "the number of header columns", f"over {text.count(','):,}",
+        export.reject(str(limits.exceeded(where, "the number of header columns", text.count(",") + 1,
                                           "max_header_columns")))
         return
     try:

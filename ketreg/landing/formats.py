@@ -67,7 +67,7 @@ def read_delimited(path: Path, mapping: SiteMapping, where: str, limits: Landing
     check_text(data, where, limits)
     first_line = data.split(b"\n", 1)[0]
     if first_line.count(mapping.delimiter.encode(mapping.encoding)) >= limits.max_header_columns:
-        raise limits.exceeded(where, "the number of header columns", f"over {limits.max_header_columns:,}",
+        raise limits.exceeded(where, "the number of header columns", None,
                               "max_header_columns")
     try:
         text = data.decode(mapping.encoding)
@@ -220,7 +220,7 @@ def _sheet_frames(workbook, path: Path, sheets: list[str], where: str,  # type: 
         lines, body = [], []
         for line, row in enumerate(rows, start=2):
             if line > limits.max_rows:
-                raise limits.exceeded(label, "the number of rows", f"over {limits.max_rows:,}", "max_rows")
+                raise limits.exceeded(label, "the number of rows", None, "max_rows")
             if any(v is not None for v in row):
                 lines.append(line)
                 body.append([_cell_text(_checked_cell(v, label, line, limits)) for v in row[:width]])

@@ -38,11 +38,11 @@ class LandingLimits:
     max_mapping_bytes: int
     source: str = "config/limits.yaml"
 
-    def exceeded(self, where: str, what: str, found: int | str, name: str) -> LimitExceeded:
-        """The rejection for a file above limit `name` (found is how far it went, or a description)."""
-        shown = f"{found:,}" if isinstance(found, int) else found
+    def exceeded(self, where: str, what: str, found: int | str | None, name: str) -> LimitExceeded:
+        """The rejection for a file above limit `name` (`found`: how far it went, when it was measured)."""
+        shown = "" if found is None else (f" ({found:,})" if isinstance(found, int) else f" ({found})")
         return LimitExceeded(
-            f"{where}: {what} is {shown}, above the registry's limit of {getattr(self, name):,} ({name} in "
+            f"{where}: {what}{shown} is above the registry's limit of {getattr(self, name):,} ({name} in "
             f"{self.source}); check the export, or ask the registry team to raise the limit"
         )
 

@@ -45,8 +45,8 @@ def entry_problem(path: Path, want_dir: bool) -> str | None:
         return f"cannot be inspected ({exc.strerror})"
     kind = _kind(mode)
     if kind is not None:
-        return f"is {kind}; the registry reads only {'folders' if want_dir else 'files'} stored in the landing " \
-               f"folder itself, never links ({LANDING_DOC})"
+        return (f"is {kind}; the registry reads only {'folders' if want_dir else 'files'} stored in the landing "
+                f"folder itself (no links, devices or pipes) and did not open it ({LANDING_DOC})")
     if want_dir and not stat.S_ISDIR(mode):
         return "is a file, not a folder"
     if not want_dir and not stat.S_ISREG(mode):
@@ -81,7 +81,7 @@ def open_landing_file(path: Path, where: str, limits: LandingLimits) -> Iterator
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise NotARegularEntry(f"{where} {_kind(info.st_mode) or 'is not a regular file'}; not read")
+            raise NotARegularEntry(f"{where} is {_kind(info.st_mode) or 'not a regular file'}; not read")
         if info.st_size > limits.max_file_bytes:
             raise limits.exceeded(where, "the file's size in bytes", info.st_size, "max_file_bytes")
         os.set_blocking(fd, True)

@@ -49,17 +49,19 @@ def scan_text(handle: BinaryIO, where: str, limits: LandingLimits, utf8: bool = 
                 first = head.split(b"\n", 1)[0]
         if breaks == 0:
             run += len(chunk)
-            longest = run
+            longest, at = run, lines + 1
         else:
             pieces = chunk.split(b"\n")
-            longest = max(run + len(pieces[0]), max(len(p) for p in pieces[1:]))
+            lengths = [run + len(pieces[0]), *(len(p) for p in pieces[1:])]
+            longest = max(lengths)
+            at = lines + 1 + lengths.index(longest)
             run = len(pieces[-1])
         if longest > limits.max_line_bytes:
-            raise limits.exceeded(where, f"line {lines + 1:,} or a later line's length in bytes",
-                                  f"over {limits.max_line_bytes:,}", "max_line_bytes")
+            raise limits.exceeded(where, f"line {at:,}'s length in bytes", None,
+                                  "max_line_bytes")
         lines += breaks
         if lines > limits.max_rows:
-            raise limits.exceeded(where, "the number of lines", f"over {limits.max_rows:,}", "max_rows")
+            raise limits.exceeded(where, "the number of lines", None, "max_rows")
     if decoder is not None and not_utf8_at is None:
         try:
             decoder.decode(b"", final=True)
