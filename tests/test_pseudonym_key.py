@@ -1,0 +1,158 @@
+"""The pseudonym key is a secret: read at run time from the environment or a key file, refused when weak,
+identified by a fingerprint in the working store, the analysts' file and every release, and never changed
+silently (`ketreg run --rekey` re-keys on purpose). Real `ketreg run`s on real DuckDB files."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from support import OTHER_KEY, TEST_KEY, query_db
+
+from ketreg import cli
+from ketreg.registry.pseudonym import DEMO_KEY, MissingPseudonymKey, check_key, key_fingerprint
+from ketreg.registry.release import make_release
+from ketreg.warehouse.file_modes import SHARED_UMASK
+
+
+def _hmac(key: str, text: str) -> str:
+    return hmac.new(key.encode(), text.encode(), hashlib.sha256).hexdigest()
+
+
+def _run(tmp_path: Path, *extra: str) -> int:
+    return cli.main(["run", "--landing", str(tmp_path / "landing"), "--db", str(tmp_path / "out" / "r.duckdb"),
+                     *extra])
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("a" * 40, "too simple"),
+        ("ab" * 20, "too simple"),
+        (" " * 40, "whitespace"),
+        ("0123456789abcdef 0123456789abcdef", "whitespace"),
+        ("0123456789abcdef0123456789abcde", "too short"),  # 31 bytes
+        (DEMO_KEY, "published demo key"),
+    ],
+    ids=["one-character", "two-characters", "spaces", "inner-blank", "31-bytes", "demo-key"],
+)
+def test_a_weak_or_published_key_is_refused_naming_the_variable(
+    key: str, why: str, tmp_path: Path, export_writer, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    monkeypatch.setenv("KETREG_PSEUDONYM_KEY", key)
+    monkeypatch.delenv("KETREG_ALLOW_DEMO_KEY", raising=False)
+    export_writer(tmp_path / "landing", "steady")
+
+    code = _run(tmp_path)
+
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "KETREG_PSEUDONYM_KEY" in error and why in error
+    assert "secrets.token_hex(32)" in error  # how to make a good one
+    assert "Traceback" not in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_demo_key_is_accepted_only_where_the_demo_allows_it(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("KETREG_ALLOW_DEMO_KEY", "1")
+    check_key(DEMO_KEY)  # `make demo` sets the switch
+    with pytest.raises(MissingPseudonymKey):
+        check_key("a" * 40)  # the switch allows the demo key only, not weak keys
+
+    monkeypatch.setenv("KETREG_ALLOW_DEMO_KEY", "0")
+    with pytest.raises(MissingPseudonymKey, match="published demo key"):
+        check_key(DEMO_KEY)
+
+
+def test_a_key_file_is_read_at_run_time_and_its_line_end_dropped(
+    tmp_path: Path, export_writer, monkeypatch: pytest.MonkeyPatch
+):
+    key_file = tmp_path / "pseudonym.key"
+    key_file.write_text(TEST_KEY + "\n", encoding="utf-8")
+    key_file.chmod(0o600)
+    monkeypatch.delenv("KETREG_PSEUDONYM_KEY", raising=False)
+    monkeypatch.setenv("KETREG_PSEUDONYM_KEY_FILE", str(key_file))
+    export_writer(tmp_path / "landing", "steady")
+
+    assert _run(tmp_path) == 0
+
+    db = tmp_path / "out" / "r.duckdb"
+    keys = {key for (key,) in query_db(db, "SELECT patient_key FROM patients")}
+    assert keys == {_hmac(TEST_KEY, "steady/PT-0001"), _hmac(TEST_KEY, "steady/PT-0002")}
+    assert query_db(db, "SELECT key_fingerprint FROM pseudonym_key") == [(key_fingerprint(TEST_KEY),)]
+    # The working store holds the site id ↔ pseudonym map: private to the registry's account.
+    assert stat.S_IMODE((tmp_path / "out" / "r_work.duckdb").stat().st_mode) == 0o600
+    assert stat.S_IMODE(db.stat().st_mode) == 0o666 & ~SHARED_UMASK
+
+
+@pytest.mark.parametrize("problem", ["readable-by-all", "both-variables", "missing"])
+def test_a_key_file_that_is_unsafe_or_ambiguous_is_refused(
+    problem: str, tmp_path: Path, export_writer, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    key_file = tmp_path / "pseudonym.key"
+    key_file.write_text(TEST_KEY, encoding="utf-8")
+    key_file.chmod(0o644 if problem == "readable-by-all" else 0o600)
+    monkeypatch.setenv("KETREG_PSEUDONYM_KEY_FILE", str(key_file if problem != "missing" else tmp_path / "nope"))
+    if problem == "both-variables":
+        monkeypatch.setenv("KETREG_PSEUDONYM_KEY", TEST_KEY)
+    else:
+        monkeypatch.delenv("KETREG_PSEUDONYM_KEY", raising=False)
+    export_writer(tmp_path / "landing", "steady")
+
+    assert _run(tmp_path) == 2
+    assert "KETREG_PSEUDONYM_KEY_FILE" in capsys.readouterr().err
+
+
+def test_another_key_is_refused_and_changes_nothing_until_rekey_says_so(
+    tmp_path: Path, export_writer, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    export_writer(tmp_path / "landing", "steady")
+    db, work = tmp_path / "out" / "r.duckdb", tmp_path / "out" / "r_work.duckdb"
+    monkeypatch.setenv("KETREG_PSEUDONYM_KEY", TEST_KEY)
+    assert _run(tmp_path) == 0
+    capsys.readouterr()
+    before = (_sha256(db), _sha256(work))
+
+    # A run with another key: refused up front, both fingerprints named, nothing touched.
+    monkeypatch.setenv("KETREG_PSEUDONYM_KEY", OTHER_KEY)
+    assert _run(tmp_path) == 2
+    error = capsys.readouterr().err
+    assert key_fingerprint(TEST_KEY) in error and key_fingerprint(OTHER_KEY) in error
+    assert "--rekey" in error
+    assert (_sha256(db), _sha256(work)) == before
+    assert _run(tmp_path, "--rebuild") == 2  # a rebuild does not get around it either
+    capsys.readouterr()
+    assert (_sha256(db), _sha256(work)) == before
+
+    # On purpose: every patient re-keyed, and the summary, the table and the next release say so.
+    assert _run(tmp_path, "--rekey") == 0
+    assert "RE-KEYED" in capsys.readouterr().out
+    keys = {key for (key,) in query_db(db, "SELECT patient_key FROM patients")}
+    assert keys == {_hmac(OTHER_KEY, "steady/PT-0001"), _hmac(OTHER_KEY, "steady/PT-0002")}
+    assert query_db(db, "SELECT key_fingerprint, rekeyed_from FROM pseudonym_key") == [
+        (key_fingerprint(OTHER_KEY), key_fingerprint(TEST_KEY)),
+    ]
+    manifest = json.loads((make_release("after-rekey", db, tmp_path / "releases") / "manifest.json").read_text())
+    assert manifest["pseudonym_key"]["fingerprint"] == key_fingerprint(OTHER_KEY)
+    assert manifest["pseudonym_key"]["rekeyed"] is True
+    assert manifest["pseudonym_key"]["rekeyed_from"] == key_fingerprint(TEST_KEY)
+    assert TEST_KEY not in json.dumps(manifest) and OTHER_KEY not in json.dumps(manifest)
+
+    # The new key is now the registry's key; the old one is refused.
+    assert _run(tmp_path) == 0
+    monkeypatch.setenv("KETREG_PSEUDONYM_KEY", TEST_KEY)
+    assert _run(tmp_path) == 2
+
+
+def test_the_key_resource_holds_no_key_so_dagster_never_stores_one():
+    from pipelines.resources import PseudonymKey
+
+    assert set(PseudonymKey.model_fields) == {"rekey"}
