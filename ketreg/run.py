@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ketreg.landing.messages import bounded
 from ketreg.registry.key_fingerprint import check_key_matches
 from ketreg.registry.pseudonym import key_fingerprint, key_from_environment
 from pipelines.definitions import build_definitions
@@ -63,8 +64,10 @@ def run_pipeline(
         # The CLI prints its own summary; Dagster's step log goes to the instance (and `dagster dev`).
         run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
     )
+    # Bounded: an error message is printed and may quote whatever the failing step was reading.
     failures = [
-        f"{event.step_key}: {event.step_failure_data.error.message.strip() if event.step_failure_data.error else ''}"
+        bounded(f"{event.step_key}: "
+                f"{event.step_failure_data.error.message.strip() if event.step_failure_data.error else ''}")
         for event in result.get_step_failure_events()
     ]
     warnings: list[str] = []

@@ -156,3 +156,26 @@ def test_the_key_resource_holds_no_key_so_dagster_never_stores_one():
     from pipelines.resources import PseudonymKey
 
     assert set(PseudonymKey.model_fields) == {"rekey"}
+
+
+def test_a_scheduled_run_with_another_key_fails_in_its_registry_step_and_rekey_is_recorded():
+    # Sensor and schedule runs do not pass through `ketreg run`'s up-front check: the registry step refuses.
+    import duckdb
+
+    from ketreg.registry.key_fingerprint import KeyMismatch, record_key
+
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA registry")
+    record_key(con, TEST_KEY, rekey=False)
+    record_key(con, TEST_KEY, rekey=False)  # the same key again: nothing new
+    with pytest.raises(KeyMismatch, match=key_fingerprint(TEST_KEY)):
+        record_key(con, OTHER_KEY, rekey=False)
+    record_key(con, OTHER_KEY, rekey=True)
+
+    history = con.execute(
+        "SELECT recorded, key_fingerprint, previous_key_fingerprint FROM keys.key_history ORDER BY recorded"
+    ).fetchall()
+    assert history == [(1, key_fingerprint(TEST_KEY), None), (2, key_fingerprint(OTHER_KEY), key_fingerprint(TEST_KEY))]
+    assert con.execute("SELECT key_fingerprint, rekeyed_from FROM registry.pseudonym_key").fetchall() == [
+        (key_fingerprint(OTHER_KEY), key_fingerprint(TEST_KEY)),
+    ]

@@ -26,7 +26,9 @@ def export_signatures(landing: Path, settle_seconds: float = 0.0, sites_dir: Pat
         mapping = mapping_path(sites_dir, site_dir.name)
         mapping_stat = f"mapping:{mapping.stat().st_size}:{mapping.stat().st_mtime_ns};" if mapping else ""
         for export_dir in (p for p in list_dir(site_dir) if EXPORT_ID.fullmatch(p.name)):
-            files = [p for p in list_dir(export_dir) if not p.name.startswith(".")]
+            # A linked export folder gets the signature of the link itself: a run then reports it as rejected,
+            # and a change behind the link never triggers one.
+            files = [p for p in list_dir(export_dir) if not p.name.startswith(".")] or [export_dir]
             stats = [(p.name, p.lstat()) for p in files]
             if stats and now - max(s.st_mtime for _, s in stats) < settle_seconds:
                 continue
