@@ -51,7 +51,10 @@ def run_pipeline(
     )
     settings.limits()  # a broken limits file is a usage error, before anything runs
     rekeyed_from = check_key_matches(key, settings.work_db_path, settings.analyst_db_path, rekey)
-    resources = {"settings": settings, "pseudonym_key": PseudonymKey(rekey=rekey)}
+    resources = {
+        "settings": settings,
+        "pseudonym_key": PseudonymKey(rekey=rekey, replaces_fingerprint=rekeyed_from or ""),
+    }
     if rebuild:
         # The working database is derived from the landing folder only: dropping it loses nothing.
         for path in (settings.work_db_path, settings.work_db_path.with_name(settings.work_db_path.name + ".wal")):

@@ -71,6 +71,9 @@ class PseudonymKey(dg.ConfigurableResource):
     # True for a run that re-keys every patient on purpose (`ketreg run --rekey`); otherwise a key whose
     # fingerprint differs from the working store's is refused.
     rekey: bool = False
+    # The fingerprint a re-keying run replaces, when `ketreg run` found it in the analysts' file only (a
+    # `--rebuild` starts a new working store): recorded so the re-keying is not forgotten. Not a secret.
+    replaces_fingerprint: str = ""
 
     def secret(self) -> str:
         """The key, checked (raises MissingPseudonymKey naming the variable)."""

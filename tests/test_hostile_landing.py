@@ -29,6 +29,7 @@ from ketreg import cli
 from ketreg.landing.messages import MAX_MESSAGE_CHARS
 from ketreg.synthetic.hostile import GOOD_SITE, Canaries, write_hostile_landing
 
+pytestmark = pytest.mark.slow  # one end-to-end `ketreg run` in a subprocess (about 45 s), shared by the module
 KETREG = Path(sys.executable).parent / "ketreg"
 ENV_CANARY = "CANARY-ENVIRONMENT-VARIABLE-4b1e"
 CANARIES = Canaries()

@@ -111,6 +111,7 @@ def test_a_key_file_that_is_unsafe_or_ambiguous_is_refused(
     assert "KETREG_PSEUDONYM_KEY_FILE" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_another_key_is_refused_and_changes_nothing_until_rekey_says_so(
     tmp_path: Path, export_writer, monkeypatch: pytest.MonkeyPatch, capsys
 ):
@@ -151,11 +152,19 @@ def test_another_key_is_refused_and_changes_nothing_until_rekey_says_so(
     monkeypatch.setenv("KETREG_PSEUDONYM_KEY", TEST_KEY)
     assert _run(tmp_path) == 2
 
+    # Re-keying with a rebuild (a new working store) still records what it replaced.
+    third = "third-pseudonym-key-for-the-rebuild-0123456789"
+    monkeypatch.setenv("KETREG_PSEUDONYM_KEY", third)
+    assert _run(tmp_path, "--rekey", "--rebuild") == 0
+    assert query_db(db, "SELECT key_fingerprint, rekeyed_from FROM pseudonym_key") == [
+        (key_fingerprint(third), key_fingerprint(OTHER_KEY)),
+    ]
+
 
 def test_the_key_resource_holds_no_key_so_dagster_never_stores_one():
     from pipelines.resources import PseudonymKey
 
-    assert set(PseudonymKey.model_fields) == {"rekey"}
+    assert set(PseudonymKey.model_fields) == {"rekey", "replaces_fingerprint"}
 
 
 def test_a_scheduled_run_with_another_key_fails_in_its_registry_step_and_rekey_is_recorded():

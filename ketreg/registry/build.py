@@ -27,13 +27,14 @@ REGISTRY_TABLES = (
 KEY_TABLES = {"patients": ("patient_keys",), "infusions": ("infusion_keys",)}
 
 
-def prepare(con: duckdb.DuckDBPyConnection, key: str, protocol: Protocol, rekey: bool = False) -> None:
+def prepare(con: duckdb.DuckDBPyConnection, key: str, protocol: Protocol, rekey: bool = False,
+            replaces: str | None = None) -> None:
     """Schemas, the pseudonym macro, the key's fingerprint (a registry built with another key is refused
     unless `rekey`), and the reference tables: AE terms from the contract, and the protocol whose limits this
     registry was validated against (so every published file says which one)."""
     con.execute("CREATE SCHEMA IF NOT EXISTS registry")
     con.execute("CREATE SCHEMA IF NOT EXISTS keys")
-    record_key(con, key, rekey)
+    record_key(con, key, rekey, replaces)
     install_pseudonym_macro(con, key)
     con.register("_protocol", pl.DataFrame([protocol.as_sql_parameters()]))
     try:

@@ -67,16 +67,19 @@ def check_key_matches(key: str, work_db: Path, analyst_db: Path, rekey: bool) ->
     return None
 
 
-def record_key(con: duckdb.DuckDBPyConnection, key: str, rekey: bool) -> None:
+def record_key(con: duckdb.DuckDBPyConnection, key: str, rekey: bool, replaces: str | None = None) -> None:
     """Record the key's fingerprint in the working store (refusing another key unless `rekey`) and
-    (re)build `registry.pseudonym_key`, the one-row table analysts and release manifests read."""
+    (re)build `registry.pseudonym_key`, the one-row table analysts and release manifests read. `replaces`:
+    the fingerprint a re-keying run replaces when the working store is new (a rebuild)."""
     fingerprint = key_fingerprint(key)
     con.execute("CREATE SCHEMA IF NOT EXISTS keys")
     con.execute(_HISTORY)
     latest = con.execute(
         "SELECT recorded, key_fingerprint FROM keys.key_history ORDER BY recorded DESC LIMIT 1"
     ).fetchall()
-    if not latest:
+    if not latest and rekey and replaces and replaces != fingerprint:
+        con.execute("INSERT INTO keys.key_history VALUES (1, ?, ?, now())", [fingerprint, replaces])
+    elif not latest:
         con.execute("INSERT INTO keys.key_history VALUES (1, ?, NULL, NULL)", [fingerprint])
     elif latest[0][1] != fingerprint:
         if not rekey:

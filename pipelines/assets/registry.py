@@ -38,7 +38,8 @@ def _registry_asset(name: str) -> dg.AssetsDefinition:
     def _build(settings: RegistrySettings, pseudonym_key: PseudonymKey) -> dg.MaterializeResult:
         with settings.working_db() as con:
             protocol = settings.protocol()
-            prepare(con, pseudonym_key.secret(), protocol, rekey=pseudonym_key.rekey)
+            prepare(con, pseudonym_key.secret(), protocol, rekey=pseudonym_key.rekey,
+                    replaces=pseudonym_key.replaces_fingerprint or None)
             rows = build_table(con, name, protocol)
         return dg.MaterializeResult(metadata={"rows": rows})
 
