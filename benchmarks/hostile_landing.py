@@ -64,14 +64,31 @@ def measure(case: str | None) -> dict[str, object]:
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     rejected = [line.strip()[:160] for line in output.splitlines() if line.strip().startswith("REJECTED")]
+    steps = step_seconds(dagster_home)
     return {
         "case": case or "baseline (good site alone)",
         "landing_mib": round(size / 2**20, 1),
         "exit_code": os.waitstatus_to_exitcode(status),
         "wall_s": round(wall, 1),
         "peak_rss_mib": round(usage.ru_maxrss / 1024),
+        "landing_step_s": steps.get("landing__exports"),
+        "staging_step_s": steps.get("stage_exports"),
         "rejected": rejected,
     }
+
+
+def step_seconds(dagster_home: Path) -> dict[str, float]:
+    """Seconds per step of the run recorded in `dagster_home`."""
+    code = (
+        "import json, dagster as dg\n"
+        "instance = dg.DagsterInstance.get()\n"
+        "stats = instance.get_run_step_stats(instance.get_runs()[-1].run_id)\n"
+        "print(json.dumps({s.step_key: round(s.end_time - s.start_time, 2) for s in stats if s.end_time}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "DAGSTER_HOME": str(dagster_home)},
+                            capture_output=True, text=True, check=False)
+    lines = result.stdout.strip().splitlines()
+    return json.loads(lines[-1]) if result.returncode == 0 and lines else {}
 
 
 def main() -> None:
@@ -81,9 +98,11 @@ def main() -> None:
     results = [measure(None), *(measure(c) for c in args.cases.split(",") if c)]
     OUT.mkdir(exist_ok=True)
     (OUT / "hostile.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"{'case':<28}{'landing MiB':>12}{'exit':>6}{'wall s':>8}{'peak RSS MiB':>14}")
+    print(f"{'case':<28}{'landing MiB':>12}{'exit':>6}{'wall s':>8}{'peak RSS MiB':>14}{'landing s':>11}"
+          f"{'staging s':>11}")
     for r in results:
-        print(f"{r['case']:<28}{r['landing_mib']:>12}{r['exit_code']:>6}{r['wall_s']:>8}{r['peak_rss_mib']:>14}")
+        print(f"{r['case']:<28}{r['landing_mib']:>12}{r['exit_code']:>6}{r['wall_s']:>8}{r['peak_rss_mib']:>14}"
+              f"{r['landing_step_s'] or '':>11}{r['staging_step_s'] or '':>11}")
         for line in r["rejected"]:
             print(f"    {line}")
 
