@@ -108,3 +108,34 @@ def test_the_sensor_signature_never_follows_a_linked_export_or_file(tmp_path: Pa
     assert set(before) == set(after) == {f"site_a/{EXPORT_ID}", f"site_b/{EXPORT_ID}"}
     assert before[f"site_a/{EXPORT_ID}"] != after[f"site_a/{EXPORT_ID}"]
     assert before[f"site_b/{EXPORT_ID}"] == after[f"site_b/{EXPORT_ID}"]
+
+
+def test_an_export_folder_swapped_for_a_link_after_the_scan_is_not_followed(tmp_path: Path):
+    from ketreg.landing.discovery import scan_landing
+    from ketreg.landing.exports import read_export
+    from ketreg.landing.reader import UnreadableFile
+
+    landing = tmp_path / "landing"
+    write_export(landing, "site_a")
+    other = canonical_rows()
+    other["patients"][0]["patient_id"] = "PT-OTHER-SITE"
+    elsewhere = write_export(tmp_path / "elsewhere", "site_x", rows=other)
+    (export,) = scan_landing(landing, tmp_path / "no-sites").exports
+    assert export.rejection is None
+
+    # The site replaces its export folder by a link between the scan and the read.
+    folder = landing / "site_a" / EXPORT_ID
+    folder.rename(tmp_path / "moved")
+    folder.symlink_to(elsewhere, target_is_directory=True)
+
+    with pytest.raises(UnreadableFile, match="symbolic link"):
+        read_export(export)
+
+
+def test_check_export_reads_a_folder_the_site_reaches_through_its_own_link(tmp_path: Path):
+    real = write_export(tmp_path / "real", "site_a")
+    (tmp_path / "outbox").symlink_to(real, target_is_directory=True)
+
+    export = scan_export("site_a", tmp_path / "outbox", tmp_path / "no-sites")
+
+    assert export.rejection is None  # only the files themselves must not be links

@@ -14,7 +14,13 @@ from pathlib import Path
 from ketreg.landing import messages
 from ketreg.landing.limits import LandingLimits, LimitExceeded, load_limits
 from ketreg.landing.mapping import MappingError, SiteMapping, default_sites_dir, load_mapping, mapping_path
-from ketreg.landing.safe_files import NotARegularEntry, entry_problem, list_dir, open_landing_file
+from ketreg.landing.safe_files import (
+    NotARegularEntry,
+    entry_problem,
+    link_free_levels,
+    list_dir,
+    open_landing_file,
+)
 from ketreg.landing.text_scan import scan_text
 from schemas.identifiers import looks_like_identifier
 from schemas.tables import TABLES, TABLES_BY_FILE
@@ -54,6 +60,9 @@ class LandingExport:
     notices: list[str] = field(default_factory=list)
     mapping: SiteMapping | None = None  # None: the site writes the canonical contract
     limits: LandingLimits | None = None  # None: config/limits.yaml
+    # Trailing path components the site controls, opened without following links: 3 in the landing folder
+    # (site, export, file); 1 for `ketreg check-export` on a folder of the site's own choosing.
+    link_free_levels: int = 1
 
     @property
     def label(self) -> str:
@@ -251,7 +260,8 @@ def _scan_mapped(export: LandingExport) -> None:
 def _scan_one(export: LandingExport) -> LandingExport:
     """Scan one export; whatever goes wrong rejects that export alone."""
     try:
-        _scan_mapped(export) if export.mapping is not None else _scan_canonical(export)
+        with link_free_levels(export.link_free_levels):
+            _scan_mapped(export) if export.mapping is not None else _scan_canonical(export)
     except Exception as exc:  # a site's files must never stop the scan of the other sites
         export.reject(f"{export.label}: the export could not be inspected ({type(exc).__name__}); check its files")
     return export
@@ -308,7 +318,7 @@ def scan_landing(landing: Path, sites_dir: Path | None = None, limits: LandingLi
                 ignored.append(f"{shown}/{messages.name(export_dir.name)}: not an export folder; not read")
                 continue
             export = LandingExport(site_id=site_dir.name, export_id=export_dir.name, path=export_dir,
-                                   mapping=mapping, limits=limits)
+                                   mapping=mapping, limits=limits, link_free_levels=3)
             problem = entry_problem(export_dir, want_dir=True)
             if problem is not None:
                 if os.path.islink(export_dir) or not export_dir.is_file():

@@ -12,7 +12,7 @@ from ketreg.landing.formats import UnreadableSource
 from ketreg.landing.limits import LimitExceeded
 from ketreg.landing.mapped import read_mapped_export
 from ketreg.landing.reader import UnreadableFile, read_export_file
-from ketreg.landing.safe_files import NotARegularEntry
+from ketreg.landing.safe_files import NotARegularEntry, link_free_levels
 
 
 @dataclass
@@ -29,7 +29,8 @@ def read_export(export: LandingExport) -> ExportRead:
     """Raises UnreadableFile with the reason (bounded, never the file's content) when the export cannot be
     used, whatever went wrong reading it: one bad export must never stop the others."""
     try:
-        return _read_export(export)
+        with link_free_levels(export.link_free_levels):
+            return _read_export(export)
     except UnreadableFile as exc:
         raise UnreadableFile(messages.bounded(str(exc)), getattr(exc, "site_detail", None)) from exc
     except (UnreadableSource, LimitExceeded, NotARegularEntry) as exc:

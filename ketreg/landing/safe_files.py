@@ -13,12 +13,18 @@ import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import BinaryIO
 
 from ketreg.landing.limits import LandingLimits
 
 LANDING_DOC = "docs/security.md"
+# How many trailing components of a file's path are the site's to write, and so are opened one by one
+# without following links: 3 in the landing folder (`<site>/<export>/<file>`); 1 for `ketreg check-export`,
+# whose export folder is the site's own choice on its own machine.
+_LINK_FREE_LEVELS: ContextVar[int] = ContextVar("link_free_levels", default=1)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
 
 
 class NotARegularEntry(ValueError):
@@ -70,13 +76,50 @@ def list_dir(path: Path) -> list[Path]:
 
 
 @contextmanager
+def link_free_levels(levels: int) -> Iterator[None]:
+    """Inside, `open_landing_file` opens the last `levels` components of a path without following links."""
+    token = _LINK_FREE_LEVELS.set(levels)
+    try:
+        yield
+    finally:
+        _LINK_FREE_LEVELS.reset(token)
+
+
+def _open_without_links(path: Path) -> int:
+    """Open `path`, walking its last components with O_NOFOLLOW from the folder above them: a site folder or
+    export folder swapped for a link after the scan is refused by the kernel, not followed."""
+    levels = max(1, min(_LINK_FREE_LEVELS.get(), len(path.parts) - 1))
+    names = path.parts[-levels:]
+    dir_fd = os.open(Path(*path.parts[:-levels]) if len(path.parts) > levels else Path("."), _DIR_FLAGS)
+    try:
+        for name in names[:-1]:
+            next_fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+            os.close(dir_fd)
+            dir_fd = next_fd
+        return os.open(names[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0),
+                       dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _first_problem(path: Path) -> str | None:
+    levels = max(1, min(_LINK_FREE_LEVELS.get(), len(path.parts) - 1))
+    for depth in range(levels - 1, -1, -1):
+        entry = path.parents[depth - 1] if depth else path
+        problem = entry_problem(entry, want_dir=depth > 0)
+        if problem is not None:
+            return f"({entry.name}) {problem}" if depth else problem
+    return None
+
+
+@contextmanager
 def open_landing_file(path: Path, where: str, limits: LandingLimits) -> Iterator[BinaryIO]:
     """The checked file opened for binary reading; raises NotARegularEntry for anything but a regular file
-    and LimitExceeded for a file above `max_file_bytes`."""
+    (or a path through a linked folder) and LimitExceeded for a file above `max_file_bytes`."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = _open_without_links(path)
     except OSError as exc:
-        problem = entry_problem(path, want_dir=False) or f"cannot be opened ({exc.strerror})"
+        problem = _first_problem(path) or f"cannot be opened ({exc.strerror})"
         raise NotARegularEntry(f"{where} {problem}") from exc
     try:
         info = os.fstat(fd)
