@@ -139,3 +139,15 @@ def test_check_export_reads_a_folder_the_site_reaches_through_its_own_link(tmp_p
     export = scan_export("site_a", tmp_path / "outbox", tmp_path / "no-sites")
 
     assert export.rejection is None  # only the files themselves must not be links
+
+
+def test_a_hard_link_to_a_file_elsewhere_is_refused(tmp_path: Path):
+    landing = tmp_path / "landing"
+    folder = write_export(landing, "site_a")
+    elsewhere = write_export(tmp_path / "elsewhere", "site_x")
+    (folder / "patients.csv").unlink()
+    (folder / "patients.csv").hardlink_to(elsewhere / "patients.csv")
+
+    export = scan_export("site_a", folder, tmp_path / "no-sites")
+
+    assert "patients.csv is a hard link" in export.rejection

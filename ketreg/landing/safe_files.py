@@ -125,6 +125,12 @@ def open_landing_file(path: Path, where: str, limits: LandingLimits) -> Iterator
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise NotARegularEntry(f"{where} is {_kind(info.st_mode) or 'not a regular file'}; not read")
+        if info.st_nlink > 1:
+            # A hard link is a second name for a file stored elsewhere (another site's export, a key file).
+            raise NotARegularEntry(
+                f"{where} is a hard link ({info.st_nlink} names for one file); send a copy of the file, not a "
+                f"link ({LANDING_DOC})"
+            )
         if info.st_size > limits.max_file_bytes:
             raise limits.exceeded(where, "the file's size in bytes", info.st_size, "max_file_bytes")
         os.set_blocking(fd, True)
