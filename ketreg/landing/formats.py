@@ -150,7 +150,9 @@ def _cell_text(value: object) -> str | None:
 
 def _check_workbook_zip(handle: io.BufferedIOBase, where: str, limits: LandingLimits) -> None:
     """Judge the workbook from its zip directory alone, before any XML is parsed: a small .xlsx can unpack
-    to gigabytes (one shared string a billion characters long, repeated rows)."""
+    to gigabytes (one shared string a billion characters long, repeated rows). The sizes the directory
+    declares bind: openpyxl reads through `zipfile`, which never yields more than a member's declared size
+    (a member that lies fails its CRC check)."""
     try:
         members = zipfile.ZipFile(handle).infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
