@@ -90,11 +90,16 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> HostileRun:
 
 
 def _exports(run: HostileRun) -> dict[str, tuple[str, str | None]]:
-    return {
-        f"{site}/{export}": (status, reason)
-        for site, export, status, reason in query_db(
-            run.analyst_db, "SELECT site_id, export_id, status, rejection_reason FROM exports"
+    """Status as analysts see it; the reason as the site's data manager gets it (kept in the working store)."""
+    reasons = {
+        f"{site}/{export}": reason
+        for site, export, reason in query_db(
+            run.work_db, "SELECT site_id, export_id, rejection_reason FROM site_private.exports"
         )
+    }
+    return {
+        f"{site}/{export}": (status, reasons.get(f"{site}/{export}"))
+        for site, export, status in query_db(run.analyst_db, "SELECT site_id, export_id, status FROM exports")
     }
 
 

@@ -118,7 +118,7 @@ def write_site_folders(con: duckdb.DuckDBPyConnection, reports_dir: Path) -> lis
     written = []
     for site_id in sites:
         # Discovery admits only these ids, so a folder name can never climb out of sites/; checked again here.
-        if not SITE_ID.match(site_id):
+        if not SITE_ID.fullmatch(site_id):
             raise ValueError(f"site id {site_id!r} is not a safe folder name ({SITE_ID.pattern})")
         written.append(_write_site(con, site_id, building / site_id, generated))
     if target.exists():

@@ -1,7 +1,7 @@
 """File modes of what the pipeline writes. The working store holds the site id ↔ pseudonym map, so it (and
 DuckDB's write-ahead log beside it, which DuckDB re-creates at every checkpoint) is private to the account
-that runs the registry (0600); data-manager outputs are readable by the account's group (0640); the
-analysts' file and the reports keep the modes the account's umask gives, as before."""
+that runs the registry (0600); the analysts' file and the cross-site reports keep the modes the account's
+umask gives, as before. Data-manager folders set their own modes (0640 / 0750, ketreg/reports/private_files.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 PRIVATE_FILE = 0o600
-GROUP_READABLE_FILE = 0o640
 
 
 def _process_umask() -> int:
@@ -40,11 +39,6 @@ def make_private(path: Path) -> None:
     """0600, if the file exists."""
     if path.exists():
         path.chmod(PRIVATE_FILE)
-
-
-def make_group_readable(path: Path) -> None:
-    """0640: for a data manager's outputs (their site's own records)."""
-    path.chmod(GROUP_READABLE_FILE)
 
 
 def share(path: Path, recursive: bool = True) -> None:
