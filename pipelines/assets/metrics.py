@@ -7,6 +7,7 @@ import polars as pl
 from ketreg.metrics.build import build_sql_table, overall_metrics, read_table, write_table
 from ketreg.metrics.planning import study_planning
 from ketreg.metrics.predictors import response_predictors
+from pipelines.assets.patient_flow import metrics_patient_flow
 from pipelines.resources import RegistrySettings
 from schemas.protocol import MetricSettings, load_metric_settings
 
@@ -148,4 +149,4 @@ def metrics_study_planning(settings: RegistrySettings) -> dg.MaterializeResult:
 
 
 metrics_assets = [metrics_patient_outcomes, metrics_registry_metrics, metrics_response_predictors,
-                  metrics_study_planning]
+                  metrics_study_planning, metrics_patient_flow]
