@@ -574,10 +574,10 @@ METRICS_DOC = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
 def test_every_metric_and_column_is_documented(reference: RegistryRun):
     doc = METRICS_DOC.read_text(encoding="utf-8")
     headings = {name for line in doc.splitlines() if line.startswith("### ")
-                for name in re.findall(r"`([a-z_]+)`", line)}
+                for name in re.findall(r"`([a-z0-9_]+)`", line)}
     metrics = {m for (m,) in reference.query("SELECT DISTINCT metric FROM metrics.registry_metrics")}
     assert metrics - headings == set()
-    for table in ("patient_outcomes", "response_predictors", "study_planning"):
+    for table in ("patient_outcomes", "response_predictors", "study_planning", "patient_flow"):
         columns = [c for (c,) in reference.query(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = 'metrics' AND table_name = ?",
             [table],

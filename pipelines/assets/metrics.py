@@ -17,6 +17,7 @@ _HEADLINE_METRICS = (
     "responder_rate", "substantial_responder_rate", "ae_rate_per_infusion", "infusions_with_ae",
     "ae_episode_resolution", "serious_ae_rate", "discontinuation_rate", "responder_discontinuation",
     "durable_relief", "interruption_return_to_baseline", "outcome_completeness",
+    "sustained_responder_rate", "patients_with_ae", "severe_ae_rate",
 )
 
 
