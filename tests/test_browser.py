@@ -143,3 +143,27 @@ def test_dashboard_links_each_site_to_its_own_what_to_fix_page(quality_runs: Qua
     assert site_page["rows"] > 0 and site_page["url"] == links[0], site_page
     assert log.blocked == [] and log.failed == [] and log.errors == [], log
     page.close()
+
+
+def test_dashboard_draws_the_patient_flow(quality_runs: QualityRuns, browser: Browser) -> None:
+    page, log = _open(browser, (quality_runs.reports / "index.html").as_uri())
+    page.locator("#patient-flow").scroll_into_view_if_needed()
+    _screenshot(page, "dashboard-patient-flow.png")
+    boxes = page.evaluate(
+        """() => Array.from(document.querySelectorAll('#patient-flow svg[data-chart="patient-flow"] rect.flow-box'))
+            .map(r => ({step: r.dataset.step, patients: Number(r.dataset.patients),
+                        width: r.getBoundingClientRect().width}))"""
+    )
+    drawn = {box["step"]: box["patients"] for box in boxes}
+    expected = dict(quality_runs.work(
+        "SELECT step, patients FROM metrics.patient_flow WHERE site_id = 'all' AND breakdown = 'total'"
+    ))
+    for step in ("received", "quarantined", "registered", "analysed", "completed_induction", "entered_maintenance"):
+        assert drawn[step] == expected[step], step
+    assert expected["received"] > 0 and all(box["width"] > 100 for box in boxes), boxes
+    table_rows = page.evaluate("() => document.querySelectorAll('#flow-table tbody tr').length")
+    assert table_rows == quality_runs.work(
+        "SELECT count(DISTINCT (step, breakdown, category)) FROM metrics.patient_flow"
+    )[0][0]
+    assert log.blocked == [] and log.failed == [] and log.errors == [], log
+    page.close()

@@ -13,19 +13,20 @@ from ketreg.quality import svg
 
 # The diagram's main column (each step flows into the next) and, beside each, what leaves the flow there.
 _MAIN_STEPS = ("received", "registered", "analysed", "completed_induction", "entered_maintenance")
-_SIDE_STEPS = {
-    "received": (("quarantined", "total"),),
-    "registered": (("excluded", "reason"),),
-    "analysed": (("primary_endpoint", "status"),),
-    "completed_induction": (("discontinued", "phase"), ("lost_to_follow_up", "phase")),
-    "entered_maintenance": (("discontinued", "reason"),),
+_SIDE_STEPS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "received": (("quarantined", ()),),
+    "registered": (("excluded", ("reason",)),),
+    "analysed": (("primary_endpoint", ("status",)),),
+    "completed_induction": (),
+    # Discontinuations and losses happen in either phase: shown once, at the end of the flow, split both ways.
+    "entered_maintenance": (("discontinued", ("phase", "reason")), ("lost_to_follow_up", ("phase",))),
 }
 _LABELS = {
     "received": "Patient records received", "quarantined": "Quarantined (failed the contract)",
     "registered": "Registered", "excluded": "Excluded", "analysed": "Analysed (induction-based endpoints)",
     "primary_endpoint": "Primary endpoint", "completed_induction": "Completed induction",
-    "entered_maintenance": "Entered maintenance", "discontinued": "Discontinued",
-    "lost_to_follow_up": "Lost to follow-up",
+    "entered_maintenance": "Entered maintenance", "discontinued": "Discontinued (of the analysed)",
+    "lost_to_follow_up": "Lost to follow-up (of the analysed)",
 }
 _BOX_W, _BOX_H, _SIDE_W, _GAP = 300, 46, 390, 34
 
@@ -62,11 +63,13 @@ def flow_diagram(rows: list[dict[str, Any]], site_id: str = "all") -> str:
         patients = total.get(step, 0)
         body.append(_box(10, y, _BOX_W, _BOX_H, step, patients, [_LABELS[step], f"n = {patients:,}"]))
         side_y = y
-        for side_step, breakdown in _SIDE_STEPS[step]:
-            details = parts.get((side_step, breakdown), [])
-            count = total.get(side_step, sum(n for _, n in details))
-            lines = [f"{_LABELS[side_step]}: n = {count:,}" + (f" (by {breakdown})" if details else "")]
-            lines += [f"  {category.replace('_', ' ')}: {n:,}" for category, n in details]
+        for side_step, breakdowns in _SIDE_STEPS[step]:
+            split = [(b, parts.get((side_step, b), [])) for b in breakdowns]
+            count = total.get(side_step, sum(n for _, n in split[0][1]) if split else 0)
+            lines = [f"{_LABELS[side_step]}: n = {count:,}"]
+            # Say what a line splits by only where a box is split two ways.
+            lines += [f"  {breakdown + ' ' if len(split) > 1 else ''}{category.replace('_', ' ')}: {n:,}"
+                      for breakdown, details in split for category, n in details]
             height = 14 + 15 * len(lines)
             body.append(
                 f'<line x1="{10 + _BOX_W}" y1="{y + _BOX_H // 2}" x2="{40 + _BOX_W}" y2="{side_y + 12}" '
