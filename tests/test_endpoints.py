@@ -481,3 +481,51 @@ def test_two_runs_on_the_same_landing_publish_identical_tables(tmp_path: Path):
     assert set(a) == set(b)
     differing = sorted(name for name in a if a[name] != b[name])
     assert differing == [], differing
+
+
+# --------------------------------------------------------------------------------------------------------
+# The primary assessment's settings are configuration, checked where the protocol file is loaded.
+
+
+def _protocol_with(tmp_path: Path, **primary: int) -> Path:
+    import yaml
+
+    from schemas.protocol import DEFAULT_PROTOCOL_FILE
+
+    raw = yaml.safe_load(DEFAULT_PROTOCOL_FILE.read_text(encoding="utf-8"))
+    if primary:
+        raw["metrics"]["primary_assessment"].update(primary)
+    else:
+        del raw["metrics"]["primary_assessment"]
+    path = tmp_path / "protocol.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+def test_primary_assessment_settings_come_from_the_protocol_file(tmp_path: Path):
+    from schemas.protocol import load_metric_settings
+
+    default = load_metric_settings()
+    assert (default.primary_pre_infusion_number, default.primary_follow_up_target_day,
+            default.primary_follow_up_window_days) == (4, 28, 7)
+    custom = load_metric_settings(_protocol_with(tmp_path, pre_infusion_number=5, follow_up_target_day=56))
+    assert (custom.primary_pre_infusion_number, custom.primary_follow_up_target_day) == (5, 56)
+    # A site protocol written before the primary estimand existed is summarised the registry's default way.
+    older = load_metric_settings(_protocol_with(tmp_path))
+    assert older.primary_pre_infusion_number == 4
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"pre_infusion_number": 1}, "pre_infusion_number must be ≥ 2"),
+        ({"follow_up_window_days": -1}, "follow_up_window_days must be ≥ 0"),
+        ({"follow_up_target_day": 7, "follow_up_window_days": 7}, "follow_up_target_day − follow_up_window_days"),
+    ],
+)
+def test_an_impossible_primary_assessment_is_refused_with_the_setting_named(tmp_path: Path, setting: dict,
+                                                                            message: str):
+    from schemas.protocol import ProtocolError, load_metric_settings
+
+    with pytest.raises(ProtocolError, match=message):
+        load_metric_settings(_protocol_with(tmp_path, **setting))
