@@ -66,7 +66,7 @@ class Design:
 def treated_patients(outcomes: pl.DataFrame) -> pl.DataFrame:
     """The responder denominator (cohort patients with at least one infusion and a complete course: `responder`
     is set), factors as text."""
-    return outcomes.filter(pl.col("responder").is_not_null()).select(
+    return outcomes.filter((pl.col("infusion_count") > 0) & pl.col("responder").is_not_null()).select(
         pl.col("responder").fill_null(False),
         *[
             pl.col(column).cast(pl.String).str.to_lowercase().fill_null("unknown").alias(factor)
