@@ -54,9 +54,10 @@ def metrics_patient_outcomes(settings: RegistrySettings) -> dg.MaterializeResult
     """One row per analysis-cohort patient: baseline pain, best relief in induction, response, rates, course."""
     with settings.working_db() as con:
         rows = build_sql_table(con, "patient_outcomes", settings.protocol(), _metric_settings(settings))
-        ((treated, responders, substantial, discontinued),) = con.execute(
+        ((treated, responders, substantial, discontinued, incomplete, sustained),) = con.execute(
             "SELECT count_if(infusion_count > 0), count_if(responder), count_if(substantial_responder), "
-            "count_if(discontinued AND infusion_count > 0) FROM metrics.patient_outcomes"
+            "count_if(discontinued AND infusion_count > 0), count_if(course_incomplete), "
+            "count_if(sustained_responder) FROM metrics.patient_outcomes"
         ).fetchall()
     return dg.MaterializeResult(
         metadata={
@@ -65,6 +66,8 @@ def metrics_patient_outcomes(settings: RegistrySettings) -> dg.MaterializeResult
             "responders": responders,
             "substantial_responders": substantial,
             "discontinued": discontinued,
+            "course_incomplete": incomplete,
+            "sustained_responders": sustained,
         }
     )
 
