@@ -107,7 +107,9 @@ places (step_order, step, breakdown, category) AS (
         (10, 'lost_to_follow_up', 'phase', 'maintenance')
     )
     UNION ALL
-    SELECT DISTINCT 9, 'discontinued', 'reason', category FROM placed WHERE step = 'discontinued' AND breakdown = 'reason'
+    SELECT DISTINCT 9, 'discontinued', 'reason', category
+    FROM placed
+    WHERE step = 'discontinued' AND breakdown = 'reason'
 ),
 
 sites AS (

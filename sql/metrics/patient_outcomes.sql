@@ -25,8 +25,8 @@
 --                   induction, responder, substantial responder, subjective improvement, the primary endpoint)
 --                   is NULL and the patient is in none of their rates (counted in metrics.patient_flow).
 --
--- The primary estimand (ICH E9(R1); docs/metrics.md "Sustained response"), over treated patients with a complete
--- course:
+-- The primary estimand (ICH E9(R1); docs/metrics.md, "Statistical analysis plan"), over treated patients with a
+-- complete course:
 --   primary assessment  the latest `pre` NPRS of infusion $primary_pre_infusion_number; without one, the
 --                   `follow_up` NPRS assessed closest to day $primary_follow_up_target_day after the start of
 --                   infusion 1 (day 0), at most $primary_follow_up_window_days days from it (ties: the earlier,
@@ -60,7 +60,7 @@ course AS (
     SELECT
         c.patient_key,
         count(i.infusion_key) AS infusion_count,
-        any_value(r.recorded_infusions) AS recorded_infusions,
+        coalesce(any_value(r.recorded_infusions), 0) AS recorded_infusions,
         coalesce(any_value(r.unplaced_infusions), 0) > 0 AS course_incomplete,
         any_value(r.first_infusion_start) AS first_infusion_start,
         any_value(r.first_maintenance_start) AS first_maintenance_start,
