@@ -354,6 +354,10 @@ def test_patients_with_ae_counts_each_treated_patient_once(cohort: RegistryRun):
     assert rows[("overall", "all")][:2] == (4, 6)
     assert rows[("overall", "all")][3:5] == pytest.approx(_wilson(4, 6), abs=1e-12)
     assert rows[("site", "east")][:2] == (3, 4) and rows[("site", "west")][:2] == (1, 2)
+    # By worst grade, each over the 6 treated: W1 1; E2 2, E4 2; E3 3 (E1 and W3 had none).
+    assert {s: rows[("worst_grade", s)][:2] for s in "12345"} == {
+        "1": (1, 6), "2": (2, 6), "3": (1, 6), "4": (0, 6), "5": (0, 6),
+    }
 
 
 def test_grade_distribution_lists_every_ctcae_grade(cohort: RegistryRun):

@@ -113,6 +113,9 @@ own_strata AS (
     UNION ALL
     -- CTCAE v5 grades 1 (mild) … 5 (death), all listed.
     SELECT 'ae_grade_distribution', 'grade', CAST(grade AS VARCHAR) FROM range(1, 6) AS g (grade)
+    UNION ALL
+    -- Patients by the worst grade they had (CONSORT Harms: participants with each harm, by severity).
+    SELECT 'patients_with_ae', 'worst_grade', CAST(grade AS VARCHAR) FROM range(1, 6) AS g (grade)
 ),
 
 infusion_safety AS (
@@ -278,6 +281,16 @@ endpoint_facts AS (
     SELECT patient_key, 'patients_with_ae' AS metric, (sum(ae_records) > 0)::INTEGER AS hits, true AS counted
     FROM infusion_safety
     GROUP BY patient_key
+    UNION ALL BY NAME
+    SELECT p.patient_key, 'patients_with_ae' AS metric, 'worst_grade' AS stratum_type, g.stratum,
+           (CAST(p.worst_grade AS VARCHAR) IS NOT DISTINCT FROM g.stratum)::INTEGER AS hits, true AS counted
+    FROM (
+        SELECT s.patient_key, max(ae.grade) AS worst_grade
+        FROM (SELECT DISTINCT patient_key FROM infusion_safety) AS s
+        LEFT JOIN cohort_adverse_events AS ae USING (patient_key)
+        GROUP BY s.patient_key
+    ) AS p
+    CROSS JOIN (SELECT stratum FROM own_strata WHERE metric = 'patients_with_ae') AS g
     UNION ALL BY NAME
     SELECT patient_key, 'severe_ae_rate' AS metric, severe_ae_records AS hits, true AS counted
     FROM infusion_safety
