@@ -567,3 +567,12 @@ def test_predictors_and_planning_do_not_depend_on_row_order():
         again = (response_predictors(shuffled, settings), study_planning(shuffled, settings))
         for before, after in zip(reference, again, strict=True):
             assert before.equals(after, null_equal=True)
+
+
+def test_the_run_summary_states_the_primary_estimand_beside_the_study_responder_rate(cohort: RegistryRun):
+    from ketreg.summary import run_summary
+
+    summary = run_summary(cohort.analyst_db)
+    # Sustained responders 2 of 5 (Wilson 11.8 %–76.9 %); the study's responder rate 5 of 5.
+    assert "sustained responder rate: 40.0% (2/5; 95 % CI 11.8%–76.9%)" in summary
+    assert "  responder rate: 100.0% (5/5;" in summary
