@@ -576,3 +576,26 @@ def test_the_run_summary_states_the_primary_estimand_beside_the_study_responder_
     # Sustained responders 2 of 5 (Wilson 11.8 %–76.9 %); the study's responder rate 5 of 5.
     assert "sustained responder rate: 40.0% (2/5; 95 % CI 11.8%–76.9%)" in summary
     assert "  responder rate: 100.0% (5/5;" in summary
+
+
+def test_unreadable_raw_values_make_a_course_incomplete_instead_of_failing(cohort: RegistryRun, tmp_path: Path):
+    import shutil
+
+    from ketreg.warehouse.connection import run_sql_file
+
+    work = tmp_path / "work.duckdb"
+    shutil.copy(cohort.work_db, work)
+    con = duckdb.connect(str(work))
+    try:
+        # Cut INF-E1-1's raw values short: no longer JSON, so its start cannot be read.
+        con.execute("UPDATE staging.quarantine SET raw_values = left(raw_values, 10) WHERE record_id = 'INF-E1-1'")
+        run_sql_file(con, "keys/infusion_positions.sql")
+        rows = con.execute(
+            "SELECT infusion_id, infusion_number FROM keys.infusion_positions WHERE patient_id = 'PT-E1' "
+            "ORDER BY infusion_number NULLS FIRST"
+        ).fetchall()
+    finally:
+        con.close()
+    # Its patient id is in the same raw values, so the row belongs to nobody and the others count from 1 again;
+    # with the patient id readable and the start not (PT-E2) the course is incomplete, as tested above.
+    assert rows == [("INF-E1-2", 1), ("INF-E1-3", 2), ("INF-E1-4", 3)]

@@ -26,16 +26,20 @@ accepted AS (
     JOIN current_exports USING (site_id, export_id)
 ),
 
--- Blanks around a cell and an empty cell are read the way the parser reads them (missing).
+-- Blanks around a cell and an empty cell are read the way the parser reads them (missing). Raw values that are
+-- not readable JSON (never written so by staging, but the pipeline must not fail on them) give no start: the
+-- course is then incomplete rather than numbered by a guess.
 quarantined AS (
     SELECT
         q.site_id,
         q.export_id,
         q.source_line,
-        nullif(trim(json_extract_string(q.raw_values, '$.patient_id'), E' \t\r\n'), '') AS patient_id,
+        CASE WHEN json_valid(q.raw_values)
+            THEN nullif(trim(json_extract_string(q.raw_values, '$.patient_id'), E' \t\r\n'), '') END AS patient_id,
         q.record_id AS infusion_id,
-        TRY_CAST(nullif(trim(json_extract_string(q.raw_values, '$.start_time'), E' \t\r\n'), '') AS TIMESTAMP)
-            AS start_time
+        CASE WHEN json_valid(q.raw_values) THEN TRY_CAST(
+            nullif(trim(json_extract_string(q.raw_values, '$.start_time'), E' \t\r\n'), '') AS TIMESTAMP
+        ) END AS start_time
     FROM staging.quarantine AS q
     JOIN current_exports USING (site_id, export_id)
     WHERE q.file_name = 'infusions.csv'
