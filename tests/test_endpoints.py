@@ -453,6 +453,30 @@ def test_patient_flow_sums_add_up_per_step_and_per_site(cohort: RegistryRun):
     _assert_flow_adds_up(_flow(cohort))
 
 
+def test_the_dashboard_flow_suppresses_small_counts_and_every_count_that_would_give_one_back(cohort: RegistryRun):
+    from ketreg.privacy.flow_suppression import _equations, suppress_flow
+
+    columns = ["step_order", "step", "breakdown", "category", "site_id", "patients"]
+    rows = [dict(zip(columns, r, strict=True)) for r in cohort.query(
+        f"SELECT {', '.join(columns)} FROM metrics.patient_flow"
+    )]
+    assert suppress_flow(rows, 1) == [{**r, "suppressed": False} for r in rows]
+    shared = suppress_flow(rows, 5)
+    cells = {(r["step"], r["breakdown"], r["category"], r["site_id"]): r for r in shared}
+    original = {(r["step"], r["breakdown"], r["category"], r["site_id"]): r["patients"] for r in rows}
+    # Every count from 1 to 4 is blanked (E2's course_incomplete, W4's quarantined row …); zeros stay.
+    assert all(cells[c]["suppressed"] for c, n in original.items() if 1 <= n <= 4)
+    assert all(not cells[c]["suppressed"] for c, n in original.items() if n == 0)
+    # No equation of the flow is left with a single blank, so none can be solved for a suppressed count.
+    for equation in _equations(original):
+        assert sum(cells[c]["suppressed"] for c in equation) != 1, equation
+    # All sites received 10 records, quarantined 1 (W4), registered 9: the 1 is blanked, and so is one of 10 and 9,
+    # or their difference would give it back.
+    assert cells[("quarantined", "total", "all", "all")]["suppressed"]
+    assert cells[("received", "total", "all", "all")]["suppressed"] or cells[("registered", "total", "all", "all")][
+        "suppressed"]
+
+
 def test_patient_flow_sums_add_up_on_a_faulty_synthetic_registry(faulty_registry: RegistryRun):
     flow = _flow(faulty_registry)
     assert flow[("quarantined", "total", "all", "all")] > 0  # the generator's faults reach the flow

@@ -1,6 +1,7 @@
 """The patient flow of the dashboard: a CONSORT-style diagram (inline SVG, nothing fetched) of metrics.patient_flow
-for all sites, and the same counts per site in a table. Its one entry point, `patient_flow_section`, returns an
-HTML fragment that the dashboard places after the metrics."""
+for all sites, and the same counts per site in a table, small cells suppressed like the dashboard's metrics
+(`config/privacy.yaml`). Its one entry point, `patient_flow_section`, returns an HTML fragment that the dashboard
+places after the metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 
 import duckdb
 
+from ketreg.privacy.flow_suppression import suppress_flow
+from ketreg.privacy.settings import load_privacy_settings
 from ketreg.quality import svg
 
 # The diagram's main column (each step flows into the next) and, beside each, what leaves the flow there.
@@ -37,14 +40,19 @@ def _flow_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
 
-def _box(x: int, y: int, width: int, height: int, step: str, patients: int, lines: list[str]) -> str:
+def _count(patients: int | None) -> str:
+    return "suppressed" if patients is None else f"{patients:,}"
+
+
+def _box(x: int, y: int, width: int, height: int, step: str, patients: int | None, lines: list[str]) -> str:
     weights = [' font-weight="600"', *[""] * (len(lines) - 1)]  # the step's name in bold
     text = "".join(
         f'<text x="{x + 10}" y="{y + 18 + 15 * i}"{weight}>{escape(line)}</text>'
         for i, (line, weight) in enumerate(zip(lines, weights, strict=True))
     )
+    shown = "" if patients is None else patients  # a suppressed count leaves the attribute empty
     return (
-        f'<rect class="flow-box" data-step="{escape(step)}" data-patients="{patients}" x="{x}" y="{y}" '
+        f'<rect class="flow-box" data-step="{escape(step)}" data-patients="{shown}" x="{x}" y="{y}" '
         f'width="{width}" height="{height}" rx="4" fill="#f7fafc" stroke="#2b6cb0"/>{text}'
     )
 
@@ -61,14 +69,18 @@ def flow_diagram(rows: list[dict[str, Any]], site_id: str = "all") -> str:
     y = 10
     for index, step in enumerate(_MAIN_STEPS):
         patients = total.get(step, 0)
-        body.append(_box(10, y, _BOX_W, _BOX_H, step, patients, [_LABELS[step], f"n = {patients:,}"]))
+        body.append(_box(10, y, _BOX_W, _BOX_H, step, patients, [_LABELS[step], f"n = {_count(patients)}"]))
         side_y = y
         for side_step, breakdowns in _SIDE_STEPS[step]:
             split = [(b, parts.get((side_step, b), [])) for b in breakdowns]
-            count = total.get(side_step, sum(n for _, n in split[0][1]) if split else 0)
-            lines = [f"{_LABELS[side_step]}: n = {count:,}"]
+            if side_step in total:
+                count = total[side_step]
+            else:  # a step without a total row (primary endpoint): the sum of its parts, unless one is blanked
+                shown = [n for _, n in split[0][1]] if split else []
+                count = None if None in shown else sum(shown)
+            lines = [f"{_LABELS[side_step]}: n = {_count(count)}"]
             # Say what a line splits by only where a box is split two ways.
-            lines += [f"  {breakdown + ' ' if len(split) > 1 else ''}{category.replace('_', ' ')}: {n:,}"
+            lines += [f"  {breakdown + ' ' if len(split) > 1 else ''}{category.replace('_', ' ')}: {_count(n)}"
                       for breakdown, details in split for category, n in details]
             height = 14 + 15 * len(lines)
             body.append(
@@ -107,15 +119,17 @@ def _site_table(rows: list[dict[str, Any]]) -> str:
     body = "".join(
         "<tr><td>" + escape(_LABELS.get(step, step)) + "</td><td>"
         + ("" if breakdown == "total" else escape(f"{breakdown}: {category}")) + "</td>"
-        + "".join(f'<td class="num">{counts.get((step, breakdown, category, s), 0):,}</td>' for s in (*sites, "all"))
+        + "".join(f'<td class="num">{_count(counts.get((step, breakdown, category, s), 0))}</td>'
+                  for s in (*sites, "all"))
         + "</tr>"
         for _, step, breakdown, category in places
     )
     return f'<table class="data" id="flow-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def patient_flow_section(con: duckdb.DuckDBPyConnection) -> str:
-    """The dashboard's patient-flow section (an HTML fragment), or a note when metrics.patient_flow is not built."""
+def patient_flow_section(con: duckdb.DuckDBPyConnection, small_cell_count: int | None = None) -> str:
+    """The dashboard's patient-flow section (an HTML fragment), small cells suppressed (config/privacy.yaml unless
+    given), or a note when metrics.patient_flow is not built."""
     built = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
         "AND schema_name = 'metrics' AND table_name = 'patient_flow'"
@@ -125,12 +139,14 @@ def patient_flow_section(con: duckdb.DuckDBPyConnection) -> str:
             '<section id="patient-flow"><h2>Patient flow</h2><p class="empty">not available: the metrics layer '
             "(metrics.patient_flow) has not been built in this registry.</p></section>"
         )
-    rows = _flow_rows(con)
+    k = load_privacy_settings().small_cell_count if small_cell_count is None else small_cell_count
+    rows = suppress_flow(_flow_rows(con), k)
     return (
         '<section id="patient-flow"><h2>Patient flow</h2>'
         "<p>From the patient records the sites sent to the patients in the induction-based endpoints (CONSORT / "
         "RECORD style). Every count comes from <code>metrics.patient_flow</code>; each box's count is the sum of the "
-        "boxes it splits into.</p>"
+        f"boxes it splits into. Counts from 1 to {k - 1}, and counts that would give one back by subtraction, show "
+        "as <em>suppressed</em>.</p>"
         + flow_diagram(rows)
         + "<h3>By site</h3>"
         + _site_table(rows)
