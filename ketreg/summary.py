@@ -105,7 +105,8 @@ def _summary(con: duckdb.DuckDBPyConnection, analyst_db: Path, private: _SiteMes
     if has_metrics:
         for metric, numerator, denominator, estimate, low, high in con.execute(
             """SELECT metric, numerator, denominator, estimate, ci_low, ci_high FROM metrics.registry_metrics
-               WHERE stratum_type = 'overall' AND metric IN ('responder_rate', 'durable_relief')
+               WHERE stratum_type = 'overall'
+               AND metric IN ('sustained_responder_rate', 'responder_rate', 'durable_relief')
                AND estimate IS NOT NULL ORDER BY metric DESC"""
         ).fetchall():
             name = metric.replace("_", " ")

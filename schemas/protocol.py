@@ -96,6 +96,9 @@ class MetricSettings:
     comparator_responder_rate: float
     comparator_mean_nprs_change: float
     planned_patients_per_site: int
+    primary_pre_infusion_number: int
+    primary_follow_up_target_day: int
+    primary_follow_up_window_days: int
 
     def as_sql_parameters(self) -> dict[str, float | int]:
         """The scalar settings as named parameters for the SQL files (`$durable_relief_days`, …)."""
@@ -115,6 +118,12 @@ def load_metric_settings(path: Path | str | None = None) -> MetricSettings:
         return load_metric_settings(DEFAULT_PROTOCOL_FILE)
     try:
         planning = section["study_planning"]
+        primary = section.get("primary_assessment") if isinstance(section, dict) else None
+        if primary is None and path != DEFAULT_PROTOCOL_FILE:
+            # A protocol file written before the primary estimand existed: the registry's default assessment.
+            primary = yaml.safe_load(DEFAULT_PROTOCOL_FILE.read_text(encoding="utf-8"))["metrics"]["primary_assessment"]
+        if primary is None:
+            raise KeyError("primary_assessment")
         settings = MetricSettings(
             durable_relief_days=int(section["durable_relief_days"]),
             interruption_follow_up_days=int(section["interruption"]["follow_up_days"]),
@@ -129,6 +138,9 @@ def load_metric_settings(path: Path | str | None = None) -> MetricSettings:
             comparator_responder_rate=float(planning["comparator_responder_rate"]),
             comparator_mean_nprs_change=float(planning["comparator_mean_nprs_change"]),
             planned_patients_per_site=int(planning["planned_patients_per_site"]),
+            primary_pre_infusion_number=int(primary["pre_infusion_number"]),
+            primary_follow_up_target_day=int(primary["follow_up_target_day"]),
+            primary_follow_up_window_days=int(primary["follow_up_window_days"]),
         )
     except (KeyError, TypeError) as exc:
         raise ProtocolError(
@@ -151,6 +163,11 @@ def load_metric_settings(path: Path | str | None = None) -> MetricSettings:
             (not 0 < settings.comparator_responder_rate < 1,
              "study_planning.comparator_responder_rate must be between 0 and 1"),
             (settings.planned_patients_per_site < 1, "study_planning.planned_patients_per_site must be ≥ 1"),
+            # Infusion 1's pre-infusion NPRS is the baseline: the endpoint must come after a dose.
+            (settings.primary_pre_infusion_number < 2, "primary_assessment.pre_infusion_number must be ≥ 2"),
+            (settings.primary_follow_up_window_days < 0, "primary_assessment.follow_up_window_days must be ≥ 0"),
+            (settings.primary_follow_up_target_day - settings.primary_follow_up_window_days < 1,
+             "primary_assessment.follow_up_target_day − follow_up_window_days must be ≥ 1 (after infusion 1's day)"),
         )
         if failed
     ]

@@ -12,6 +12,9 @@ import pytest
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 from quality_support import QualityRuns, shared_quality_runs
 
+from ketreg.privacy.flow_suppression import suppress_flow
+from ketreg.privacy.settings import load_privacy_settings
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 # Flags that keep Chromium from reaching out on its own (updates, sync, safe browsing, QUIC probes).
@@ -141,5 +144,36 @@ def test_dashboard_links_each_site_to_its_own_what_to_fix_page(quality_runs: Qua
     )
     assert site_page["title"].startswith("What to fix: ") and site_page["sections"] >= 5, site_page
     assert site_page["rows"] > 0 and site_page["url"] == links[0], site_page
+    assert log.blocked == [] and log.failed == [] and log.errors == [], log
+    page.close()
+
+
+def test_dashboard_draws_the_patient_flow(quality_runs: QualityRuns, browser: Browser) -> None:
+    page, log = _open(browser, (quality_runs.reports / "index.html").as_uri())
+    page.locator("#patient-flow").scroll_into_view_if_needed()
+    _screenshot(page, "dashboard-patient-flow.png")
+    boxes = page.evaluate(
+        """() => Array.from(document.querySelectorAll('#patient-flow svg[data-chart="patient-flow"] rect.flow-box'))
+            .map(r => ({step: r.dataset.step, patients: r.dataset.patients,
+                        width: r.getBoundingClientRect().width}))"""
+    )
+    drawn = {box["step"]: box["patients"] for box in boxes}
+    # What the dashboard may show: the flow with small cells suppressed (an empty attribute), as in the metrics.
+    columns = ["step_order", "step", "breakdown", "category", "site_id", "patients"]
+    flow = [dict(zip(columns, row, strict=True)) for row in quality_runs.work(
+        f"SELECT {', '.join(columns)} FROM metrics.patient_flow"
+    )]
+    shown = {
+        r["step"]: "" if r["suppressed"] else str(r["patients"])
+        for r in suppress_flow(flow, load_privacy_settings().small_cell_count)
+        if r["site_id"] == "all" and r["breakdown"] == "total"
+    }
+    for step in ("received", "quarantined", "registered", "analysed", "completed_induction", "entered_maintenance"):
+        assert drawn[step] == shown[step], step
+    assert int(shown["received"]) > 0 and all(box["width"] > 100 for box in boxes), boxes
+    table_rows = page.evaluate("() => document.querySelectorAll('#flow-table tbody tr').length")
+    assert table_rows == quality_runs.work(
+        "SELECT count(DISTINCT (step, breakdown, category)) FROM metrics.patient_flow"
+    )[0][0]
     assert log.blocked == [] and log.failed == [] and log.errors == [], log
     page.close()

@@ -12,8 +12,8 @@ north  PT-N1  breast, CIPN, not metastatic, 70 kg. Baseline 10. Infusions 1–4 
        PT-N2  lung, tumour compression, metastatic. Baseline 8 (a later baseline of 2, after infusion 1 started,
               is ignored). Post NPRS 6 and 6 (25 %) but "feels better" → responder by subjective report only.
               Relief 22 days → durable. AEs: dizziness with rate reduced (intervention); hypertension grade 3
-              (serious by grade, self-resolved). Discontinued for an adverse event. Interrupted from outside;
-              its only later NPRS is 13 days after → not judged.
+              (severe, not serious: ICH E2A; self-resolved). Discontinued for an adverse event. Interrupted from
+              outside; its only later NPRS is 13 days after → not judged.
        PT-N3  prior neuropathy: outside the analysis cohort, though a responder with an AE.
        PT-N4  breast, surgery, metastatic unknown. No baseline assessment: baseline = pre-infusion-1 NPRS 7.
               Post NPRS 5 (28.6 %) → not a responder. Infusion 3 runs at 200 mg/h: quarantined, with its AE
@@ -193,7 +193,9 @@ EXPECTED: dict[str, dict[tuple[str, str], tuple[int, int | None]]] = {
         ("overall", "all"): (2, 4), ("resolution", "self_resolved"): (2, 4), ("resolution", "intervention"): (2, 4),
         ("site", "north"): (2, 3), ("site", "south"): (0, 1),
     },
-    "serious_ae_rate": {("overall", "all"): (2, 15), ("site", "north"): (1, 8), ("site", "south"): (1, 7)},
+    # Serious = the site's `serious` flag only (ICH E2A): S2's hallucination. N2's grade-3 hypertension is severe,
+    # not serious (tests/test_endpoints.py counts it in severe_ae_rate).
+    "serious_ae_rate": {("overall", "all"): (1, 15), ("site", "north"): (0, 8), ("site", "south"): (1, 7)},
     # Treated and discontinued: N2 (adverse event), N4 and S4 (unsatisfactory relief); S3 had no infusion.
     "discontinuation_rate": {
         ("overall", "all"): (3, 6), ("reason", "adverse_event"): (1, 6), ("reason", "unsatisfactory_relief"): (2, 6),
@@ -257,6 +259,7 @@ EXPECTED_PATIENTS = {
 REGISTRY_METRICS_COLUMNS = [
     ("metric", "VARCHAR"), ("stratum_type", "VARCHAR"), ("stratum", "VARCHAR"), ("numerator", "BIGINT"),
     ("denominator", "BIGINT"), ("estimate", "DOUBLE"), ("ci_low", "DOUBLE"), ("ci_high", "DOUBLE"), ("unit", "VARCHAR"),
+    ("sd", "DOUBLE"), ("exposure_hours", "DOUBLE"),
 ]
 
 
@@ -335,7 +338,7 @@ def test_counts_have_no_denominator_and_estimate_the_numerator(reference: Regist
 
 def test_rates_estimate_numerator_over_denominator(reference: RegistryRun):
     bad = reference.query(
-        "SELECT * FROM metrics.registry_metrics WHERE unit <> 'count' AND denominator > 0 "
+        "SELECT * FROM metrics.registry_metrics WHERE unit IN ('proportion', 'per_infusion') AND denominator > 0 "
         "AND abs(estimate - numerator / denominator) > 1e-12"
     )
     assert bad == []
@@ -470,7 +473,7 @@ def test_study_planning_sizes_match_statsmodels_for_the_reference_cohort(referen
 def test_the_demo_figures_reach_the_analysts_file_under_the_metrics_schema(reference: RegistryRun):
     tables = {t for (t,) in reference.query(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'metrics'")}
-    assert tables == {"patient_outcomes", "registry_metrics", "response_predictors", "study_planning"}
+    assert tables == {"patient_outcomes", "registry_metrics", "response_predictors", "study_planning", "patient_flow"}
     assert reference.query(
         "SELECT estimate FROM metrics.registry_metrics WHERE metric = 'responder_rate' AND stratum_type = 'overall'"
     ) == [(pytest.approx(4 / 6),)]
@@ -571,10 +574,10 @@ METRICS_DOC = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
 def test_every_metric_and_column_is_documented(reference: RegistryRun):
     doc = METRICS_DOC.read_text(encoding="utf-8")
     headings = {name for line in doc.splitlines() if line.startswith("### ")
-                for name in re.findall(r"`([a-z_]+)`", line)}
+                for name in re.findall(r"`([a-z0-9_]+)`", line)}
     metrics = {m for (m,) in reference.query("SELECT DISTINCT metric FROM metrics.registry_metrics")}
     assert metrics - headings == set()
-    for table in ("patient_outcomes", "response_predictors", "study_planning"):
+    for table in ("patient_outcomes", "response_predictors", "study_planning", "patient_flow"):
         columns = [c for (c,) in reference.query(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = 'metrics' AND table_name = ?",
             [table],

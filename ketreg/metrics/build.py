@@ -3,19 +3,31 @@ Python (regression, sample sizes) from data frames."""
 
 from __future__ import annotations
 
+import contextlib
+
 import duckdb
 import polars as pl
+from scipy import stats
 
 from ketreg.warehouse.connection import run_sql_file
 from schemas.protocol import MetricSettings, Protocol
 
 # Every table of the metrics schema, in the order they are built; each is an asset `metrics/<name>`.
-METRIC_TABLES = ("patient_outcomes", "registry_metrics", "response_predictors", "study_planning")
+METRIC_TABLES = ("patient_outcomes", "registry_metrics", "response_predictors", "study_planning", "patient_flow")
+
+
+def t_quantile_975(degrees_of_freedom: int) -> float:
+    """The 97.5th percentile of Student's t: the two-sided 95 % interval of a mean (DuckDB has no t quantile)."""
+    return float(stats.t.ppf(0.975, degrees_of_freedom))
 
 
 def prepare_metrics(con: duckdb.DuckDBPyConnection) -> None:
-    """The schema the metrics live in (published to analysts as `metrics.<table>`)."""
+    """The schema the metrics live in (published to analysts as `metrics.<table>`), and the functions their SQL
+    calls beyond DuckDB's own."""
     con.execute("CREATE SCHEMA IF NOT EXISTS metrics")
+    # Already registered on this connection when it builds a second table (DuckDB cannot register a name twice).
+    with contextlib.suppress(duckdb.NotImplementedException):
+        con.create_function("t_quantile_975", t_quantile_975, ["BIGINT"], "DOUBLE", side_effects=False)
 
 
 def build_sql_table(

@@ -145,12 +145,14 @@ class PlannedDesign:
 
 def _observed(outcomes: pl.DataFrame) -> dict[str, float | int | None]:
     """What the registry observed among treated cohort patients (the responder denominator)."""
-    treated = outcomes.filter(pl.col("infusion_count") > 0)
+    # Treated, and with a complete course (`responder` is empty when an infusion's number is uncertain).
+    treated = outcomes.filter((pl.col("infusion_count") > 0) & pl.col("responder").is_not_null())
     n = treated.height
     changes = treated["nprs_change_end_of_induction"].drop_nulls().cast(pl.Float64)
+    # Sorted by site: group_by's order changes between runs, and the ICC's float sums would follow it.
     by_site = treated.group_by("site_id").agg(
         pl.len().alias("n"), pl.col("responder").fill_null(False).sum().alias("r")
-    )
+    ).sort("site_id")
     return {
         "patients": n,
         "responder_rate": treated["responder"].fill_null(False).mean() if n else None,

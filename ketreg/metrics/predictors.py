@@ -64,8 +64,9 @@ class Design:
 
 
 def treated_patients(outcomes: pl.DataFrame) -> pl.DataFrame:
-    """The responder denominator (cohort patients with at least one infusion), factors as text."""
-    return outcomes.filter(pl.col("infusion_count") > 0).select(
+    """The responder denominator (cohort patients with at least one infusion and a complete course: `responder`
+    is set), factors as text."""
+    return outcomes.filter((pl.col("infusion_count") > 0) & pl.col("responder").is_not_null()).select(
         pl.col("responder").fill_null(False),
         *[
             pl.col(column).cast(pl.String).str.to_lowercase().fill_null("unknown").alias(factor)
@@ -105,7 +106,8 @@ def design(patients: pl.DataFrame, factors: list[str], settings: MetricSettings)
     while 0 < data["responder"].sum() < data.height:
         separated = []
         for factor in factors:
-            by_level = data.group_by(factor).agg(pl.len().alias("n"), pl.col("responder").sum().alias("r"))
+            # Sorted: group_by's order changes from run to run, and the rows follow it.
+            by_level = data.group_by(factor).agg(pl.len().alias("n"), pl.col("responder").sum().alias("r")).sort(factor)
             if by_level.height < 2:
                 continue
             for level, n, r in by_level.iter_rows():
@@ -140,9 +142,11 @@ def _matrix(layout: Design) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tu
     terms = [(factor, level) for factor, factor_levels in layout.levels.items() for level in factor_levels]
     factors = list(layout.levels)
     if factors:
+        # Sorted by pattern: polars' group_by returns groups in a different order on every run, and the fit's
+        # floating-point sums follow the row order, so unsorted patterns change the last digits of the estimates.
         patterns = layout.data.group_by(factors).agg(
             pl.col("responder").cast(pl.Float64).sum().alias("responders"), pl.len().cast(pl.Float64).alias("patients")
-        )
+        ).sort(factors)
     else:
         patterns = layout.data.select(
             pl.col("responder").cast(pl.Float64).sum().alias("responders"), pl.len().cast(pl.Float64).alias("patients")

@@ -15,6 +15,7 @@ import duckdb
 from ketreg.privacy.settings import load_privacy_settings
 from ketreg.privacy.shared_metrics import suppressed_metrics
 from ketreg.quality import svg
+from ketreg.quality.patient_flow import patient_flow_section
 from ketreg.quality.rules import KAHN_CATEGORIES
 from ketreg.quality.site_pages import site_pages_section
 from ketreg.warehouse.connection import scalar, sql_text
@@ -401,7 +402,7 @@ def render_dashboard(con: duckdb.DuckDBPyConnection, reports_dir: Path, dagster_
         f'<section id="summary"><div class="cards">{cards}</div></section>'
         + site_pages_section(con)
         + _intake(con) + _quarantine(con) + _deviations(con) + _completeness(checks) + _changes(con, checks)
-        + _checks(checks, changes, dagster_url) + metrics_section(con)
+        + _checks(checks, changes, dagster_url) + metrics_section(con) + patient_flow_section(con)
         + f"</main><script>{_SCRIPT}</script></body></html>"
     )
     reports_dir.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ REGISTRY_TABLES = (
     "file_counts",
 )
 # Private lookup tables (site ids → pseudonymous keys), built before the tables that need them.
-KEY_TABLES = {"patients": ("patient_keys",), "infusions": ("infusion_keys",)}
+KEY_TABLES = {"patients": ("patient_keys",), "infusions": ("infusion_positions", "infusion_keys")}
 
 
 def prepare(con: duckdb.DuckDBPyConnection, key: str, protocol: Protocol, rekey: bool = False,

@@ -7,6 +7,7 @@ import polars as pl
 from ketreg.metrics.build import build_sql_table, overall_metrics, read_table, write_table
 from ketreg.metrics.planning import study_planning
 from ketreg.metrics.predictors import response_predictors
+from pipelines.assets.patient_flow import metrics_patient_flow
 from pipelines.resources import RegistrySettings
 from schemas.protocol import MetricSettings, load_metric_settings
 
@@ -16,6 +17,7 @@ _HEADLINE_METRICS = (
     "responder_rate", "substantial_responder_rate", "ae_rate_per_infusion", "infusions_with_ae",
     "ae_episode_resolution", "serious_ae_rate", "discontinuation_rate", "responder_discontinuation",
     "durable_relief", "interruption_return_to_baseline", "outcome_completeness",
+    "sustained_responder_rate", "patients_with_ae", "severe_ae_rate",
 )
 
 
@@ -52,9 +54,10 @@ def metrics_patient_outcomes(settings: RegistrySettings) -> dg.MaterializeResult
     """One row per analysis-cohort patient: baseline pain, best relief in induction, response, rates, course."""
     with settings.working_db() as con:
         rows = build_sql_table(con, "patient_outcomes", settings.protocol(), _metric_settings(settings))
-        ((treated, responders, substantial, discontinued),) = con.execute(
+        ((treated, responders, substantial, discontinued, incomplete, sustained),) = con.execute(
             "SELECT count_if(infusion_count > 0), count_if(responder), count_if(substantial_responder), "
-            "count_if(discontinued AND infusion_count > 0) FROM metrics.patient_outcomes"
+            "count_if(discontinued AND infusion_count > 0), count_if(course_incomplete), "
+            "count_if(sustained_responder) FROM metrics.patient_outcomes"
         ).fetchall()
     return dg.MaterializeResult(
         metadata={
@@ -63,6 +66,8 @@ def metrics_patient_outcomes(settings: RegistrySettings) -> dg.MaterializeResult
             "responders": responders,
             "substantial_responders": substantial,
             "discontinued": discontinued,
+            "course_incomplete": incomplete,
+            "sustained_responders": sustained,
         }
     )
 
@@ -148,4 +153,4 @@ def metrics_study_planning(settings: RegistrySettings) -> dg.MaterializeResult:
 
 
 metrics_assets = [metrics_patient_outcomes, metrics_registry_metrics, metrics_response_predictors,
-                  metrics_study_planning]
+                  metrics_study_planning, metrics_patient_flow]

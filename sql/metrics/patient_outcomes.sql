@@ -17,6 +17,25 @@
 --                   patient's "feels better" says nothing about how much, so it does not count here.
 --   A baseline of 0 leaves no pain to reduce: such a patient can respond only by subjective report.
 --   responder and substantial_responder are NULL for a patient without any infusion.
+--   infusion numbers  the infusion's position in the site's record, quarantined infusions included
+--                   (keys.infusion_positions, sql/keys/infusion_positions.sql); the first infusion's start and the
+--                   first maintenance infusion's start are those of the record, accepted or not.
+--   course incomplete the site's record holds a quarantined infusion of the patient whose start cannot be read,
+--                   so no infusion's number is certain: every induction-based column (best reduction, end of
+--                   induction, responder, substantial responder, subjective improvement, the primary endpoint)
+--                   is NULL and the patient is in none of their rates (counted in metrics.patient_flow).
+--
+-- The primary estimand (ICH E9(R1); docs/metrics.md, "Statistical analysis plan"), over treated patients with a
+-- complete course:
+--   primary assessment  the latest `pre` NPRS of infusion $primary_pre_infusion_number; without one, the
+--                   `follow_up` NPRS assessed closest to day $primary_follow_up_target_day after the start of
+--                   infusion 1 (day 0), at most $primary_follow_up_window_days days from it (ties: the earlier,
+--                   then the earlier line). Never a `post` score: that measures the hours after a dose.
+--   primary_assessment_observed  that NPRS and a baseline NPRS exist (the endpoint can be judged).
+--   sustained_responder  NPRS at the primary assessment ≤ baseline × (1 − $responder_reduction); a patient
+--                   whose endpoint cannot be judged is a non-responder (composite strategy: missing = false).
+--   nprs_primary, nprs_change_primary  that NPRS, and it minus baseline (NULL when missing; never another
+--                   timepoint in its place).
 CREATE OR REPLACE TABLE metrics.patient_outcomes AS
 WITH cohort AS (
     SELECT patient_key, site_id, cnp_etiology, cancer_type, metastatic
@@ -24,18 +43,34 @@ WITH cohort AS (
     WHERE in_analysis_cohort
 ),
 
+-- The patient's course as the site recorded it, quarantined infusions included.
+record AS (
+    SELECT
+        pk.patient_key,
+        count(p.infusion_number) AS recorded_infusions,
+        count(*) FILTER (p.infusion_number IS NULL) AS unplaced_infusions,
+        min(p.start_time) FILTER (p.infusion_number = 1) AS first_infusion_start,
+        min(p.start_time) FILTER (p.infusion_number = $induction_infusions + 1) AS first_maintenance_start
+    FROM keys.infusion_positions AS p
+    JOIN keys.patient_keys AS pk USING (site_id, export_id, patient_id)
+    GROUP BY pk.patient_key
+),
+
 course AS (
     SELECT
         c.patient_key,
         count(i.infusion_key) AS infusion_count,
-        min(i.start_time) AS first_infusion_start,
-        min(i.start_time) FILTER (i.infusion_number = $induction_infusions + 1) AS first_maintenance_start,
+        coalesce(any_value(r.recorded_infusions), 0) AS recorded_infusions,
+        coalesce(any_value(r.unplaced_infusions), 0) > 0 AS course_incomplete,
+        any_value(r.first_infusion_start) AS first_infusion_start,
+        any_value(r.first_maintenance_start) AS first_maintenance_start,
         max(i.max_rate_mg_h) AS max_rate_mg_h,
         max(i.max_rate_mg_kg_h) AS max_rate_mg_kg_h,
         max(i.relief_duration_days) AS longest_relief_days,
         bool_or(i.relief_duration_days > $durable_relief_days) AS durable_relief
     FROM cohort AS c
     LEFT JOIN registry.infusions AS i USING (patient_key)
+    LEFT JOIN record AS r USING (patient_key)
     GROUP BY c.patient_key
 ),
 
@@ -129,6 +164,41 @@ after_interruption AS (
 
 any_interruption AS (
     SELECT DISTINCT patient_key FROM registry.dispositions WHERE status = 'interrupted'
+),
+
+primary_candidates AS (
+    SELECT a.patient_key, a.nprs, 1 AS preference, 0 AS days_from_target, a.assessed_at, a.source_line,
+           'pre_infusion' AS source
+    FROM registry.assessments AS a
+    JOIN registry.infusions AS i USING (infusion_key)
+    WHERE a.timepoint = 'pre' AND i.infusion_number = $primary_pre_infusion_number AND a.nprs IS NOT NULL
+    UNION ALL
+    SELECT f.patient_key, f.nprs, 2, abs(f.day - $primary_follow_up_target_day), f.assessed_at, f.source_line,
+           'follow_up'
+    FROM (
+        SELECT a.*, date_diff('day', CAST(k.first_infusion_start AS DATE), CAST(a.assessed_at AS DATE)) AS day
+        FROM registry.assessments AS a
+        JOIN course AS k USING (patient_key)
+        WHERE a.timepoint = 'follow_up' AND a.nprs IS NOT NULL
+    ) AS f
+    WHERE abs(f.day - $primary_follow_up_target_day) <= $primary_follow_up_window_days
+),
+
+-- The pre-infusion score beats a follow-up; the latest pre-infusion score (as for the baseline), the follow-up
+-- closest to the target day.
+primary_assessment AS (
+    SELECT patient_key, nprs AS nprs_primary, source AS primary_assessment_source, assessed_at
+    FROM primary_candidates
+    QUALIFY row_number() OVER (
+        PARTITION BY patient_key
+        ORDER BY preference, days_from_target, CASE WHEN preference = 1 THEN assessed_at END DESC, assessed_at,
+                 source_line
+    ) = 1
+),
+
+-- Patients in the induction-based endpoints: treated, with every infusion placed in their course.
+evaluable AS (
+    SELECT patient_key FROM course WHERE infusion_count > 0 AND NOT course_incomplete
 )
 
 SELECT
@@ -146,13 +216,15 @@ SELECT
             THEN format('{}-{}', $moderate_baseline_nprs_from, $severe_baseline_nprs_from - 1)
         ELSE format('0-{}', $moderate_baseline_nprs_from - 1)
     END AS baseline_nprs_band,
-    round(r.best_nprs_reduction_pct, 1) AS best_nprs_reduction_pct,
-    e.nprs_end_of_induction,
-    e.nprs_end_of_induction - b.nprs_baseline AS nprs_change_end_of_induction,
-    CASE WHEN k.infusion_count > 0
+    CASE WHEN ev.patient_key IS NOT NULL THEN round(r.best_nprs_reduction_pct, 1) END AS best_nprs_reduction_pct,
+    CASE WHEN ev.patient_key IS NOT NULL THEN e.nprs_end_of_induction END AS nprs_end_of_induction,
+    CASE WHEN ev.patient_key IS NOT NULL THEN e.nprs_end_of_induction - b.nprs_baseline END
+        AS nprs_change_end_of_induction,
+    CASE WHEN ev.patient_key IS NOT NULL
         THEN coalesce(r.nprs_responder, false) OR coalesce(r.subjective_improvement, false) END AS responder,
-    CASE WHEN k.infusion_count > 0 THEN coalesce(r.nprs_substantial_responder, false) END AS substantial_responder,
-    r.subjective_improvement,
+    CASE WHEN ev.patient_key IS NOT NULL THEN coalesce(r.nprs_substantial_responder, false) END
+        AS substantial_responder,
+    CASE WHEN ev.patient_key IS NOT NULL THEN r.subjective_improvement END AS subjective_improvement,
     k.infusion_count,
     k.max_rate_mg_h,
     k.max_rate_mg_kg_h,
@@ -165,7 +237,21 @@ SELECT
     ir.interrupted_on AS externally_interrupted_on,
     ai_nprs.nprs_after_interruption,
     ai_nprs.nprs_after_interruption >= b.nprs_baseline - $return_to_baseline_margin_nprs
-        AS returned_to_baseline_after_interruption
+        AS returned_to_baseline_after_interruption,
+    k.recorded_infusions,
+    k.course_incomplete,
+    CASE WHEN ev.patient_key IS NOT NULL THEN pa.primary_assessment_source END AS primary_assessment_source,
+    CASE WHEN ev.patient_key IS NOT NULL
+        THEN date_diff('day', CAST(k.first_infusion_start AS DATE), CAST(pa.assessed_at AS DATE)) END
+        AS primary_assessment_day,
+    CASE WHEN ev.patient_key IS NOT NULL THEN pa.nprs_primary IS NOT NULL AND b.nprs_baseline IS NOT NULL END
+        AS primary_assessment_observed,
+    CAST(CASE WHEN ev.patient_key IS NOT NULL THEN pa.nprs_primary END AS DOUBLE) AS nprs_primary,
+    CAST(CASE WHEN ev.patient_key IS NOT NULL THEN pa.nprs_primary - b.nprs_baseline END AS DOUBLE)
+        AS nprs_change_primary,
+    CASE WHEN ev.patient_key IS NOT NULL THEN coalesce(
+        b.nprs_baseline > 0 AND pa.nprs_primary <= b.nprs_baseline * (1 - $responder_reduction) + 1e-9, false
+    ) END AS sustained_responder
 FROM cohort AS c
 JOIN course AS k USING (patient_key)
 LEFT JOIN baseline AS b USING (patient_key)
@@ -175,4 +261,6 @@ LEFT JOIN discontinuation AS d USING (patient_key)
 LEFT JOIN interruption AS ir USING (patient_key)
 LEFT JOIN after_interruption AS ai_nprs USING (patient_key)
 LEFT JOIN any_interruption AS ai USING (patient_key)
+LEFT JOIN primary_assessment AS pa USING (patient_key)
+LEFT JOIN evaluable AS ev USING (patient_key)
 ORDER BY c.site_id, c.patient_key;

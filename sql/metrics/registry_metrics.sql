@@ -7,6 +7,14 @@
 --   unit 'proportion'   estimate = numerator / denominator with the Wilson score 95 % interval.
 --   unit 'per_infusion' events per infusion (an infusion can have several, so it is a rate, not a share)
 --                       with the Poisson score 95 % interval divided by the number of infusions.
+--   unit 'per_100_infusion_hours'  events per 100 hours of infusion (exposure-adjusted): numerator = events,
+--                       denominator = infusions, exposure_hours = their summed duration; the Poisson score 95 %
+--                       interval of the count over the exposure.
+--   unit 'mean'         a mean with its SD: numerator = patients with a value, denominator = patients in the
+--                       estimand's population, estimate = mean, sd = sample SD, and the t 95 % interval
+--                       (t_quantile_975, registered by ketreg/metrics/build.py).
+-- Every sum is of whole numbers (counts, NPRS points, seconds of infusion), so the figures do not depend on the
+-- order DuckDB's threads add them up in: every run on the same data gives the same bits.
 -- A denominator of 0 gives an empty estimate and interval, never an error. Every patient-level figure is over
 -- the analysis cohort (metrics.patient_outcomes); every infusion-level one over those patients' valid infusions
 -- (quarantined infusions never reach the registry).
@@ -63,7 +71,20 @@ catalog (position, metric, unit, stratum_types) AS (
         (15, 'outcome_completeness_nprs_post', 'proportion', ['overall', 'site', 'etiology', 'cancer_type']),
         (16, 'outcome_completeness_function_score', 'proportion', ['overall', 'site', 'etiology', 'cancer_type']),
         (17, 'outcome_completeness_satisfaction', 'proportion', ['overall', 'site', 'etiology', 'cancer_type']),
-        (18, 'outcome_completeness_daily_mme', 'proportion', ['overall', 'site', 'etiology', 'cancer_type'])
+        (18, 'outcome_completeness_daily_mme', 'proportion', ['overall', 'site', 'etiology', 'cancer_type']),
+        -- The primary estimand (missing = non-responder) and its sensitivity analyses beside it.
+        (19, 'sustained_responder_rate', 'proportion',
+            ['overall', 'site', 'etiology', 'cancer_type', 'metastatic', 'baseline_nprs_band']),
+        (20, 'sustained_responder_rate_complete_case', 'proportion',
+            ['overall', 'site', 'etiology', 'cancer_type', 'metastatic', 'baseline_nprs_band']),
+        (21, 'sustained_responder_rate_best_case', 'proportion',
+            ['overall', 'site', 'etiology', 'cancer_type', 'metastatic', 'baseline_nprs_band']),
+        (22, 'nprs_change_primary', 'mean', ['overall', 'site', 'etiology', 'cancer_type']),
+        -- Safety (ICH E2A: seriousness and severity are different questions; CONSORT Harms 2022).
+        (23, 'patients_with_ae', 'proportion', ['overall', 'site', 'etiology', 'cancer_type']),
+        (24, 'severe_ae_rate', 'per_infusion', ['overall', 'site', 'etiology', 'cancer_type']),
+        (25, 'ae_grade_distribution', 'proportion', ['overall', 'site', 'etiology', 'cancer_type']),
+        (26, 'ae_rate_per_100_infusion_hours', 'per_100_infusion_hours', ['overall', 'site', 'etiology', 'cancer_type'])
     )
 ),
 
@@ -89,6 +110,12 @@ own_strata AS (
     WHERE discontinued AND infusion_count > 0
     UNION ALL
     SELECT 'outcome_completeness', 'measure', measure FROM measures
+    UNION ALL
+    -- CTCAE v5 grades 1 (mild) … 5 (death), all listed.
+    SELECT 'ae_grade_distribution', 'grade', CAST(grade AS VARCHAR) FROM range(1, 6) AS g (grade)
+    UNION ALL
+    -- Patients by the worst grade they had (CONSORT Harms: participants with each harm, by severity).
+    SELECT 'patients_with_ae', 'worst_grade', CAST(grade AS VARCHAR) FROM range(1, 6) AS g (grade)
 ),
 
 infusion_safety AS (
@@ -96,12 +123,28 @@ infusion_safety AS (
         ci.infusion_key,
         ci.patient_key,
         count(ae.ae_key) AS ae_records,
-        count(ae.ae_key) FILTER (ae.serious OR ae.grade >= 3) AS serious_ae_records,
+        -- Serious (ICH E2A: death, life-threatening, hospitalisation, disability) is what the site ticked;
+        -- severe is CTCAE grade ≥ 3. A grade-3 headache is severe, not serious.
+        count(ae.ae_key) FILTER (ae.serious) AS serious_ae_records,
+        count(ae.ae_key) FILTER (ae.grade >= 3) AS severe_ae_records,
         -- An episode (the AEs of one infusion) resolved by itself when nothing was done about any of them.
         bool_and(ae.action_taken = 'none') AS self_resolved
     FROM cohort_infusions AS ci
     LEFT JOIN registry.adverse_events AS ae USING (infusion_key)
     GROUP BY ci.infusion_key, ci.patient_key
+),
+
+-- Exposure in whole seconds, so that sums are exact.
+infusion_exposure AS (
+    SELECT ci.infusion_key, date_diff('second', i.start_time, i.end_time) AS exposure_s
+    FROM cohort_infusions AS ci
+    JOIN registry.infusions AS i USING (infusion_key)
+),
+
+cohort_adverse_events AS (
+    SELECT ci.patient_key, ae.grade
+    FROM cohort_infusions AS ci
+    JOIN registry.adverse_events AS ae USING (infusion_key)
 ),
 
 infusion_ae_categories AS (
@@ -141,11 +184,11 @@ facts AS (
     UNION ALL
     SELECT patient_key, 'cohort_infusions', NULL, NULL, 1, NULL FROM cohort_infusions
     UNION ALL
-    SELECT patient_key, 'responder_rate', NULL, NULL, (responder IS TRUE)::INTEGER, infusion_count > 0
+    SELECT patient_key, 'responder_rate', NULL, NULL, (responder IS TRUE)::INTEGER, responder IS NOT NULL
     FROM outcomes
     UNION ALL
     SELECT patient_key, 'substantial_responder_rate', NULL, NULL, (substantial_responder IS TRUE)::INTEGER,
-           infusion_count > 0
+           substantial_responder IS NOT NULL
     FROM outcomes
     UNION ALL
     SELECT patient_key, 'ae_rate_per_infusion', NULL, NULL, ae_records, true FROM infusion_safety
@@ -210,6 +253,68 @@ facts AS (
     FROM infusion_measure_rows
 ),
 
+-- The endpoints' rows, with two more things to add up: a patient's value for a mean (`value`, whole NPRS
+-- points) and an infusion's duration for an exposure-adjusted rate (`exposure_s`).
+endpoint_facts AS (
+    SELECT patient_key, 'sustained_responder_rate' AS metric, NULL AS stratum_type, NULL AS stratum,
+           sustained_responder::INTEGER AS hits, true AS counted, NULL::BIGINT AS value, NULL::BIGINT AS exposure_s
+    FROM outcomes
+    WHERE sustained_responder IS NOT NULL
+    UNION ALL BY NAME
+    SELECT patient_key, 'sustained_responder_rate_complete_case' AS metric, sustained_responder::INTEGER AS hits,
+           true AS counted
+    FROM outcomes
+    WHERE primary_assessment_observed
+    UNION ALL BY NAME
+    -- Best case: every patient whose endpoint is missing is counted a responder (the worst case is the
+    -- primary estimand itself, where they are non-responders).
+    SELECT patient_key, 'sustained_responder_rate_best_case' AS metric,
+           (sustained_responder OR NOT primary_assessment_observed)::INTEGER AS hits, true AS counted
+    FROM outcomes
+    WHERE sustained_responder IS NOT NULL
+    UNION ALL BY NAME
+    SELECT patient_key, 'nprs_change_primary' AS metric, (nprs_change_primary IS NOT NULL)::INTEGER AS hits,
+           true AS counted, CAST(nprs_change_primary AS BIGINT) AS value
+    FROM outcomes
+    WHERE sustained_responder IS NOT NULL
+    UNION ALL BY NAME
+    SELECT patient_key, 'patients_with_ae' AS metric, (sum(ae_records) > 0)::INTEGER AS hits, true AS counted
+    FROM infusion_safety
+    GROUP BY patient_key
+    UNION ALL BY NAME
+    SELECT p.patient_key, 'patients_with_ae' AS metric, 'worst_grade' AS stratum_type, g.stratum,
+           (CAST(p.worst_grade AS VARCHAR) IS NOT DISTINCT FROM g.stratum)::INTEGER AS hits, true AS counted
+    FROM (
+        SELECT s.patient_key, max(ae.grade) AS worst_grade
+        FROM (SELECT DISTINCT patient_key FROM infusion_safety) AS s
+        LEFT JOIN cohort_adverse_events AS ae USING (patient_key)
+        GROUP BY s.patient_key
+    ) AS p
+    CROSS JOIN (SELECT stratum FROM own_strata WHERE metric = 'patients_with_ae') AS g
+    UNION ALL BY NAME
+    SELECT patient_key, 'severe_ae_rate' AS metric, severe_ae_records AS hits, true AS counted
+    FROM infusion_safety
+    UNION ALL BY NAME
+    SELECT patient_key, 'ae_grade_distribution' AS metric, (grade >= 3)::INTEGER AS hits, true AS counted
+    FROM cohort_adverse_events
+    UNION ALL BY NAME
+    SELECT ae.patient_key, 'ae_grade_distribution' AS metric, 'grade' AS stratum_type, g.stratum,
+           (CAST(ae.grade AS VARCHAR) = g.stratum)::INTEGER AS hits, true AS counted
+    FROM cohort_adverse_events AS ae
+    CROSS JOIN (SELECT stratum FROM own_strata WHERE metric = 'ae_grade_distribution') AS g
+    UNION ALL BY NAME
+    SELECT s.patient_key, 'ae_rate_per_100_infusion_hours' AS metric, s.ae_records AS hits, true AS counted,
+           x.exposure_s
+    FROM infusion_safety AS s
+    JOIN infusion_exposure AS x USING (infusion_key)
+),
+
+all_facts AS (
+    SELECT * FROM facts
+    UNION ALL BY NAME
+    SELECT * FROM endpoint_facts
+),
+
 -- Summed per patient first: a patient has many infusions but sits in few strata, so the join to the strata
 -- multiplies patients, not infusions (a hundredfold fewer rows on a large registry).
 by_patient AS (
@@ -217,8 +322,12 @@ by_patient AS (
         metric,
         patient_key,
         sum(hits) FILTER (counted IS NOT FALSE) AS numerator,
-        count(*) FILTER (counted) AS denominator
-    FROM facts
+        count(*) FILTER (counted) AS denominator,
+        count(value) AS value_n,
+        sum(value) AS value_sum,
+        sum(value * value) AS value_sum_squares,
+        sum(exposure_s) AS exposure_s
+    FROM all_facts
     WHERE stratum_type IS NULL
     GROUP BY ALL
 ),
@@ -229,7 +338,11 @@ by_patient_stratum AS (
         s.stratum_type,
         s.stratum,
         sum(p.numerator) AS numerator,
-        sum(p.denominator) AS denominator
+        sum(p.denominator) AS denominator,
+        sum(p.value_n) AS value_n,
+        sum(p.value_sum) AS value_sum,
+        sum(p.value_sum_squares) AS value_sum_squares,
+        sum(p.exposure_s) AS exposure_s
     FROM by_patient AS p
     JOIN patient_strata AS s USING (patient_key)
     GROUP BY ALL
@@ -241,8 +354,12 @@ by_own_stratum AS (
         stratum_type,
         stratum,
         sum(hits) FILTER (counted IS NOT FALSE) AS numerator,
-        count(*) FILTER (counted) AS denominator
-    FROM facts
+        count(*) FILTER (counted) AS denominator,
+        count(value) AS value_n,
+        sum(value) AS value_sum,
+        sum(value * value) AS value_sum_squares,
+        sum(exposure_s) AS exposure_s
+    FROM all_facts
     WHERE stratum_type IS NOT NULL
     GROUP BY ALL
 ),
@@ -263,7 +380,11 @@ tallies AS (
     SELECT
         g.*,
         coalesce(p.numerator, o.numerator, 0) AS numerator,
-        coalesce(p.denominator, o.denominator, 0) AS denominator
+        coalesce(p.denominator, o.denominator, 0) AS denominator,
+        coalesce(p.value_n, o.value_n, 0) AS value_n,
+        coalesce(p.value_sum, o.value_sum, 0) AS value_sum,
+        coalesce(p.value_sum_squares, o.value_sum_squares, 0) AS value_sum_squares,
+        coalesce(p.exposure_s, o.exposure_s, 0) AS exposure_s
     FROM grid AS g
     LEFT JOIN by_patient_stratum AS p USING (metric, stratum_type, stratum)
     LEFT JOIN by_own_stratum AS o USING (metric, stratum_type, stratum)
@@ -271,6 +392,17 @@ tallies AS (
 
 -- Wilson score interval for a proportion x/n, and the score interval for a Poisson count x over n infusions:
 -- both have good coverage near 0 and for small n, where the textbook p ± z·SE is wrong.
+-- A mean from exact integer sums: n, Σx and Σx² give the sample variance (n Σx² − (Σx)²) / (n (n − 1)).
+moments AS (
+    SELECT
+        *,
+        CASE WHEN value_n > 0 THEN value_sum / value_n END AS mean,
+        CASE WHEN value_n > 1
+            THEN sqrt((value_n * value_sum_squares - value_sum * value_sum) / (value_n * (value_n - 1))) END AS sd,
+        exposure_s / 3600 AS exposure_hours
+    FROM tallies
+),
+
 intervals AS (
     SELECT
         t.*,
@@ -281,6 +413,10 @@ intervals AS (
             / (1 + k.z ^ 2 / t.denominator)
         WHEN t.unit = 'per_infusion' AND t.denominator > 0 THEN
             (t.numerator + k.z ^ 2 / 2 - k.z * sqrt(t.numerator + k.z ^ 2 / 4)) / t.denominator
+        WHEN t.unit = 'per_100_infusion_hours' AND t.exposure_s > 0 THEN
+            (t.numerator + k.z ^ 2 / 2 - k.z * sqrt(t.numerator + k.z ^ 2 / 4)) / (t.exposure_hours / 100)
+        WHEN t.unit = 'mean' AND t.value_n > 1 THEN
+            t.mean - t_quantile_975(CAST(t.value_n - 1 AS BIGINT)) * t.sd / sqrt(t.value_n)
         END AS raw_low,
         CASE WHEN t.unit = 'proportion' AND t.denominator > 0 THEN
             (t.numerator / t.denominator + k.z ^ 2 / (2 * t.denominator)
@@ -289,8 +425,12 @@ intervals AS (
             / (1 + k.z ^ 2 / t.denominator)
         WHEN t.unit = 'per_infusion' AND t.denominator > 0 THEN
             (t.numerator + k.z ^ 2 / 2 + k.z * sqrt(t.numerator + k.z ^ 2 / 4)) / t.denominator
+        WHEN t.unit = 'per_100_infusion_hours' AND t.exposure_s > 0 THEN
+            (t.numerator + k.z ^ 2 / 2 + k.z * sqrt(t.numerator + k.z ^ 2 / 4)) / (t.exposure_hours / 100)
+        WHEN t.unit = 'mean' AND t.value_n > 1 THEN
+            t.mean + t_quantile_975(CAST(t.value_n - 1 AS BIGINT)) * t.sd / sqrt(t.value_n)
         END AS raw_high
-    FROM tallies AS t, constants AS k
+    FROM moments AS t, constants AS k
 )
 
 SELECT
@@ -301,13 +441,19 @@ SELECT
     CAST(CASE WHEN unit <> 'count' THEN denominator END AS BIGINT) AS denominator,
     CAST(CASE
         WHEN unit = 'count' THEN numerator
+        WHEN unit = 'mean' THEN mean
+        WHEN unit = 'per_100_infusion_hours' THEN CASE WHEN exposure_s > 0 THEN 100 * numerator / exposure_hours END
         WHEN denominator > 0 THEN numerator / denominator
     END AS DOUBLE) AS estimate,
     -- Rounding can leave the bounds a hair outside [0, 1] (or below 0 for a rate) when x = 0 or x = n.
     -- (greatest and least skip NULLs, hence the CASEs: a count or an empty denominator has no interval.)
-    CAST(CASE WHEN raw_low IS NOT NULL THEN greatest(raw_low, 0) END AS DOUBLE) AS ci_low,
+    -- A mean change can be negative: its bounds are not clipped.
+    CAST(CASE WHEN unit = 'mean' THEN raw_low WHEN raw_low IS NOT NULL THEN greatest(raw_low, 0) END AS DOUBLE)
+        AS ci_low,
     CAST(CASE WHEN unit = 'proportion' AND raw_high IS NOT NULL THEN least(raw_high, 1) ELSE raw_high END
          AS DOUBLE) AS ci_high,
-    unit
+    unit,
+    CAST(CASE WHEN unit = 'mean' THEN sd END AS DOUBLE) AS sd,
+    CAST(CASE WHEN unit = 'per_100_infusion_hours' THEN exposure_hours END AS DOUBLE) AS exposure_hours
 FROM intervals
 ORDER BY position, stratum_type_position, stratum_type, stratum;
