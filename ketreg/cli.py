@@ -24,6 +24,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ketreg.landing.retired import landing_is_empty
     from ketreg.registry.pseudonym import MissingPseudonymKey
     from ketreg.run import run_pipeline
     from ketreg.summary import run_summary
@@ -33,13 +34,17 @@ def _run(args: argparse.Namespace) -> int:
     if not landing.is_dir():
         print(f"ketreg run: landing folder {landing} does not exist", file=sys.stderr)
         return EXIT_USAGE
+    if landing_is_empty(landing):
+        print(f"ketreg run: landing folder {landing} is empty (an unmounted share or a wrong --landing?); "
+              "nothing was run and the published registry is kept", file=sys.stderr)
+        return EXIT_USAGE
     try:
         # Both halves of the protocol file, checked before anything runs: a typo is a usage error, not a failed run.
         load_protocol(args.protocol)
         load_metric_settings(args.protocol)
         outcome = run_pipeline(
             landing, analyst_db, Path(args.work_db) if args.work_db else None,
-            Path(args.protocol) if args.protocol else None, rebuild=args.rebuild,
+            Path(args.protocol) if args.protocol else None, rebuild=args.rebuild, retired_sites=args.retire_site,
         )
     except (MissingPseudonymKey, ProtocolError) as exc:
         print(f"ketreg run: {exc}", file=sys.stderr)
@@ -130,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--rebuild", action="store_true",
         help="start from an empty working database: every export is read and validated again",
+    )
+    run.add_argument(
+        "--retire-site", action="append", default=[], metavar="SITE",
+        help="let SITE's data leave the published registry in this run (repeatable); without it a run that "
+             "would drop a site refuses to publish. A file named RETIRED in landing/SITE/ does the same durably",
     )
     run.set_defaults(handler=_run)
 

@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from ketreg.landing.discovery import scan_export
+from ketreg.landing.discovery import LandingExport, scan_export
 from ketreg.landing.exports import read_export
 from ketreg.landing.reader import UnreadableFile
 from ketreg.registry.build import build_table, prepare
@@ -51,15 +51,22 @@ class ExportCheck:
     notices: list[str] = field(default_factory=list)
     files: list[FileReport] = field(default_factory=list)
     deviations: list[dict[str, Any]] = field(default_factory=list)  # deviation, infusions, examples
+    # Columns that look like direct patient identifiers, per file of the site ({file, columns}). The registry
+    # would not read them, but the file would already have left the hospital: the pre-flight refuses it.
+    identifier_columns: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
         if self.rejection is not None:
             return EXIT_UNUSABLE
-        return EXIT_QUARANTINE if any(f.rows_quarantined for f in self.files) else EXIT_CLEAN
+        if self.identifier_columns or any(f.rows_quarantined for f in self.files):
+            return EXIT_QUARANTINE
+        return EXIT_CLEAN
 
     @property
     def status(self) -> str:
+        if self.rejection is None and self.identifier_columns:
+            return "identifier_columns_present"
         return {EXIT_CLEAN: "clean", EXIT_QUARANTINE: "rows_would_be_quarantined", EXIT_UNUSABLE: "unusable"}[
             self.exit_code
         ]
@@ -69,7 +76,8 @@ class ExportCheck:
             {
                 "site_id": self.site_id, "export_id": self.export_id, "path": self.path, "mapping": self.mapping,
                 "status": self.status, "exit_code": self.exit_code, "rejection": self.rejection,
-                "notices": self.notices, "files": [vars(f) for f in self.files], "deviations": self.deviations,
+                "notices": self.notices, "identifier_columns": self.identifier_columns,
+                "files": [vars(f) for f in self.files], "deviations": self.deviations,
             },
             indent=2, ensure_ascii=False,
         )
@@ -79,6 +87,10 @@ class ExportCheck:
             f"Export {self.site_id}/{self.export_id} ({self.path})",
             f"Read with {self.mapping}" if self.mapping else "Read as the canonical contract (no mapping file)",
         ]
+        if self.identifier_columns:
+            lines += ["", "REMOVE THESE COLUMNS BEFORE SENDING: they look like direct patient identifiers "
+                      "(names, record numbers, dates of birth, contact details), which must not leave the hospital:"]
+            lines += [f"  - {entry['file']}: {', '.join(entry['columns'])}" for entry in self.identifier_columns]
         if self.rejection is not None:
             lines += ["", "UNUSABLE: the registry would reject the whole export:"]
             parts = re.split(rf"; (?={re.escape(self.site_id)}/)", self.rejection)
@@ -114,6 +126,8 @@ class ExportCheck:
             EXIT_QUARANTINE: "Rows would be quarantined: fix them at the lines above and check again.",
             EXIT_UNUSABLE: "UNUSABLE: fix the problems above and check again.",
         }[self.exit_code]
+        if self.exit_code == EXIT_QUARANTINE and self.identifier_columns:
+            verdict = "DO NOT SEND: remove these columns before sending (listed above), then check again."
         return "\n".join([*lines, "", verdict])
 
 
@@ -161,6 +175,17 @@ def _deviations(export_id: str, site_id: str, accepted: dict[str, pl.DataFrame],
     return sorted(summary, key=lambda d: (-d["infusions"], d["deviation"]))
 
 
+def _identifier_columns(export: LandingExport) -> list[dict[str, Any]]:
+    """The identifier-like columns of each file, found by the registry's own rule (schemas/identifiers.py)
+    when the export was scanned (canonical) or read (mapped)."""
+    found: dict[str, list[str]] = {}
+    for export_file in export.files.values():
+        if export_file.identifier_columns:
+            columns = found.setdefault(export_file.path.name, [])
+            columns += [c for c in export_file.identifier_columns if c not in columns]
+    return [{"file": name, "columns": columns} for name, columns in sorted(found.items())]
+
+
 def check_export(path: Path, site_id: str, protocol: Protocol, sites_dir: Path | None = None) -> ExportCheck:
     """What a registry run would do with the export in `path` from `site_id`."""
     export = scan_export(site_id, path, sites_dir)
@@ -169,6 +194,7 @@ def check_export(path: Path, site_id: str, protocol: Protocol, sites_dir: Path |
         rejection=export.rejection, notices=list(export.notices),
     )
     if export.rejection is not None:
+        report.identifier_columns = _identifier_columns(export)
         return report
     try:
         read = read_export(export)
@@ -176,6 +202,7 @@ def check_export(path: Path, site_id: str, protocol: Protocol, sites_dir: Path |
         report.rejection = str(exc)
         return report
     report.notices += read.notices
+    report.identifier_columns = _identifier_columns(export)
     raw_by_table = {name: [frame] for name, frame in read.frames.items()}
     extra = {name: [f] for name, f in read.failures.items()}
     accepted: dict[str, pl.DataFrame] = {}

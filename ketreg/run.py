@@ -27,10 +27,12 @@ def run_pipeline(
     work_db: Path | None = None,
     protocol_file: Path | None = None,
     rebuild: bool = False,
+    retired_sites: list[str] | None = None,
 ) -> RunOutcome:
     """Run the registry job (every asset and check, as sensors and schedules launch it) in this process.
     Uses the Dagster instance of DAGSTER_HOME when it is set, so the run shows in `dagster dev`;
-    a throw-away instance otherwise."""
+    a throw-away instance otherwise. `retired_sites` may leave the published registry in this run; any
+    other site that would vanish from it stops the run before publishing (check `no_site_vanished`)."""
     key = key_from_environment()
     resources = {
         "settings": RegistrySettings(
@@ -38,6 +40,7 @@ def run_pipeline(
             analyst_db=str(analyst_db),
             work_db=str(work_db or ""),
             protocol_file=str(protocol_file or ""),
+            retired_sites=list(retired_sites or []),
         ),
         "pseudonym_key": PseudonymKey(key=key),
     }

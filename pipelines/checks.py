@@ -2,8 +2,10 @@
 harmonisation, and sudden drops between a site's exports. Each result carries the number of violating rows
 (numerator), the number of rows checked (denominator) and the SQL that lists the violations.
 
-Blocking checks are those whose failure means the registry is corrupt: metrics and the analysts' file are
-then not refreshed in that run. A sudden drop in rows may be a real correction by the site, so it warns."""
+Blocking checks are those whose failure means the registry is corrupt or would lose data: metrics and the
+analysts' file are then not refreshed in that run. A site that would vanish from the published registry, or a
+file that lost more than the configured share of its rows, blocks too: an unmounted share or a half-copied
+export must never replace the registry. Removing a site on purpose is explicit (ketreg/landing/retired.py)."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 import dagster as dg
 import duckdb
 
+from ketreg.landing.retired import retired_sites
 from ketreg.registry.range_rules import violation_predicates
 from ketreg.warehouse.connection import scalar
 from pipelines.resources import RegistrySettings
@@ -26,8 +29,16 @@ class RegistryCheck:
     name: str
     description: str
     violations_sql: ViolationsSQL
-    checked_sql: str  # counts the rows checked
+    checked_sql: str | ViolationsSQL  # counts the rows checked
     blocking: bool = True
+    # When set, a failure's description names the values of this column of the violating rows (e.g. sites)
+    # and says how to resolve it, so the operator reads the reason in the run's failure, not only in SQL.
+    names_column: str | None = None
+    remedy: str = ""
+
+    def checked_query(self, con: duckdb.DuckDBPyConnection, settings: RegistrySettings) -> str:
+        """The SQL that counts the rows checked (the denominator)."""
+        return self.checked_sql if isinstance(self.checked_sql, str) else self.checked_sql(con, settings)
 
 
 def _fixed(sql: str) -> ViolationsSQL:
@@ -95,6 +106,52 @@ def _row_drop(con: duckdb.DuckDBPyConnection, settings: RegistrySettings) -> str
         WHERE cur.recency = 1 AND cur.rows_read < (1 - {settings.max_row_drop_share}) * prev.rows_read"""
 
 
+def _published_file_counts(con: duckdb.DuckDBPyConnection, settings: RegistrySettings) -> str:
+    """Attach the currently published analysts' file (read-only) as `published`, and return a query of its
+    rows per site in the current exports. Nothing published yet: no rows."""
+    path = settings.analyst_db_path
+    if not path.exists():
+        return "SELECT NULL::VARCHAR AS site_id, NULL::BIGINT AS rows_published WHERE false"
+    attached = {row[0] for row in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
+    if "published" not in attached:
+        try:
+            con.execute("ATTACH ? AS published (READ_ONLY)", [str(path.resolve())])
+        except duckdb.Error as exc:
+            raise dg.Failure(
+                description=f"cannot read the published registry {path.resolve()} to compare with this run "
+                f"(is it open read-write elsewhere?): {type(exc).__name__}; nothing was published"
+            ) from exc
+    tables = {row[0] for row in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = 'published' AND schema_name = 'main'"
+    ).fetchall()}
+    if "file_counts" in tables:
+        return ("SELECT site_id, sum(rows_in_registry) AS rows_published FROM published.main.file_counts "
+                "WHERE is_current_export GROUP BY site_id")
+    if "exports" in tables:  # an older or reduced registry: a current export counts as data
+        return "SELECT site_id, 1 AS rows_published FROM published.main.exports WHERE is_current GROUP BY site_id"
+    return "SELECT NULL::VARCHAR AS site_id, NULL::BIGINT AS rows_published WHERE false"
+
+
+def _vanished_sites(con: duckdb.DuckDBPyConnection, settings: RegistrySettings) -> str:
+    published = _published_file_counts(con, settings)
+    retired = [site.replace("'", "''") for site in retired_sites(settings.landing_path, settings.retired_sites)]
+    retired_list = "[" + ", ".join(f"'{site}'" for site in retired) + "]::VARCHAR[]"
+    return f"""
+        WITH published AS ({published}),
+        this_run AS (
+            SELECT site_id, sum(rows_in_registry) AS rows_in_registry FROM registry.file_counts
+            WHERE is_current_export GROUP BY site_id)
+        SELECT published.site_id, published.rows_published, coalesce(this_run.rows_in_registry, 0) AS rows_this_run
+        FROM published LEFT JOIN this_run USING (site_id)
+        WHERE published.rows_published > 0 AND coalesce(this_run.rows_in_registry, 0) = 0
+          AND NOT list_contains({retired_list}, published.site_id)
+        ORDER BY published.site_id"""
+
+
+def _published_sites(con: duckdb.DuckDBPyConnection, settings: RegistrySettings) -> str:
+    return f"SELECT count(*) FROM ({_published_file_counts(con, settings)}) WHERE rows_published > 0"
+
+
 CHECKS = (
     RegistryCheck(
         "file_counts",
@@ -116,7 +173,19 @@ CHECKS = (
         "no file of a site's current export lost more than the configured share of its previous export's rows",
         _row_drop,
         "SELECT count(*) FROM registry.file_counts WHERE is_current_export",
-        blocking=False,
+        names_column="site_id",
+        remedy="if the site really removed those rows, move its older export out of the landing folder; "
+        "otherwise ask the site for a complete export (max_row_drop_share sets the share)",
+    ),
+    RegistryCheck(
+        "file_counts",
+        "no_site_vanished",
+        "no site with data in the published registry loses all of it, unless retired on purpose",
+        _vanished_sites,
+        _published_sites,
+        names_column="site_id",
+        remedy="nothing was published; if the landing folder is right and the site is to leave the registry, "
+        "retire it: `ketreg run --retire-site SITE` or a file named RETIRED in landing/SITE/",
     ),
     _primary_key("patients", "patient_key"),
     _primary_key("infusions", "infusion_key"),
@@ -155,11 +224,19 @@ def _asset_check(check: RegistryCheck) -> dg.AssetChecksDefinition:
         with settings.working_db() as con:
             violations_sql = check.violations_sql(con, settings).strip()
             violations = scalar(con, f"SELECT count(*) FROM ({violations_sql})")
-            checked = scalar(con, check.checked_sql)
+            checked = scalar(con, check.checked_query(con, settings))
+            named = []
+            if violations and check.names_column:
+                named = [row[0] for row in con.execute(
+                    f"SELECT DISTINCT {check.names_column} FROM ({violations_sql}) ORDER BY 1 LIMIT 20"
+                ).fetchall()]
+        description = f"{violations} of {checked} rows violate: {check.description}"
+        if named:
+            description += f" ({check.names_column}: {', '.join(map(str, named))}); {check.remedy}"
         return dg.AssetCheckResult(
             passed=violations == 0,
             severity=dg.AssetCheckSeverity.ERROR if check.blocking else dg.AssetCheckSeverity.WARN,
-            description=f"{violations} of {checked} rows violate: {check.description}",
+            description=description,
             metadata={
                 "numerator": violations,
                 "denominator": checked,

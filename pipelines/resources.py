@@ -22,8 +22,12 @@ class RegistrySettings(dg.ConfigurableResource):
     protocol_file: str = ""
     # The sensor leaves an export alone until its files have been still this long (a copy in progress).
     landing_settle_seconds: float = 60.0
-    # A site's current export with fewer rows than (1 − this share) × its previous export raises a warning.
+    # A site's current export with fewer rows than (1 − this share) × its previous export stops publishing
+    # (blocking check `no_sudden_row_drop`).
     max_row_drop_share: float = 0.2
+    # Sites whose data may leave the published registry in this run (`ketreg run --retire-site`); a
+    # `RETIRED` file in a site's landing folder does the same durably (ketreg/landing/retired.py).
+    retired_sites: list[str] = []  # noqa: RUF012 (pydantic copies field defaults per instance)
     # The quality dashboard and Great Expectations Data Docs; empty = a `reports` folder beside `analyst_db`.
     reports_dir: str = ""
 

@@ -734,27 +734,6 @@ def test_no_table_has_an_identifier_like_column(scenario: RegistryRun, database:
     assert columns & _identifier_columns() == set()
 
 
-@pytest.mark.slow
-def test_generated_identifier_column_is_named_and_its_values_are_never_written(faulty: RegistryRun):
-    (fault,) = [f for f in faulty.manifest if f["kind"] == "identifier_column"]
-    path = faulty.landing / fault["site_id"] / fault["export_id"] / fault["file"]
-    values = {row[fault["column"]] for row in csv_rows(path) if row[fault["column"]]}
-    assert values
-
-    assert faulty.query_work(
-        "SELECT identifier_columns_dropped FROM site_private.file_columns "
-        "WHERE site_id = ? AND export_id = ? AND file_name = ?",
-        [fault["site_id"], fault["export_id"], fault["file"]],
-    ) == [([fault["column"]],)]
-    assert faulty.query(
-        "SELECT identifier_columns_dropped_count FROM file_counts WHERE site_id = ? AND export_id = ? "
-        "AND file_name = ?",
-        [fault["site_id"], fault["export_id"], fault["file"]],
-    ) == [(1,)]
-    for database in (faulty.analyst_db, faulty.work_db):
-        assert _cells_mentioning(database, values, skip=set()) == [], database
-
-
 def test_identifier_like_columns_are_named_in_the_working_store_and_counted_for_analysts(scenario: RegistryRun):
     dropped = scenario.query_work(
         "SELECT file_name, identifier_columns_dropped FROM site_private.file_columns WHERE site_id = 'identified' "

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ketreg.landing.mapping import MappingError, SiteMapping, default_sites_dir, load_mapping, mapping_path
+from ketreg.landing.retired import retired_sites
 from schemas.identifiers import looks_like_identifier
 from schemas.tables import TABLES, TABLES_BY_FILE
 
@@ -68,6 +69,7 @@ class LandingExport:
 class LandingScan:
     exports: list[LandingExport]
     ignored_entries: list[str]
+    retired_sites: list[str] = field(default_factory=list)  # their exports are not read (ketreg.landing.retired)
 
 
 def file_sha256(path: Path) -> str:
@@ -187,20 +189,26 @@ def scan_export(site_id: str, path: Path, sites_dir: Path | None = None) -> Land
     return _scan_mapped_export(site_id, path, mapping)
 
 
-def scan_landing(landing: Path, sites_dir: Path | None = None) -> LandingScan:
+def scan_landing(
+    landing: Path, sites_dir: Path | None = None, retired: list[str] | tuple[str, ...] = ()
+) -> LandingScan:
     """Every export under `landing`, sorted by site then export id (time order). A site with a mapping file
     in `sites_dir` (default: `default_sites_dir()`) is read through it; a broken mapping rejects the site's
-    exports, naming the problem."""
+    exports, naming the problem. A retired site's exports (a `RETIRED` file in its folder, or named in
+    `retired`) are not read."""
     if not landing.is_dir():
         raise FileNotFoundError(f"landing folder {landing} does not exist")
     sites_dir = default_sites_dir() if sites_dir is None else sites_dir
     exports: list[LandingExport] = []
     ignored: list[str] = []
+    retired_now = retired_sites(landing, retired)
     for site_dir in sorted(landing.iterdir()):
         if site_dir.name.startswith("."):
             continue
         if not site_dir.is_dir() or not SITE_ID.match(site_dir.name):
             ignored.append(f"{site_dir.name}: not a site folder (site ids match {SITE_ID.pattern}); not read")
+            continue
+        if site_dir.name in retired_now:
             continue
         mapping: SiteMapping | None = None
         mapping_problem: str | None = None
@@ -224,4 +232,4 @@ def scan_landing(landing: Path, sites_dir: Path | None = None) -> LandingScan:
                 exports.append(_scan_mapped_export(site_dir.name, export_dir, mapping))
             else:
                 exports.append(_scan_export(site_dir.name, export_dir))
-    return LandingScan(exports=exports, ignored_entries=ignored)
+    return LandingScan(exports=exports, ignored_entries=ignored, retired_sites=retired_now)

@@ -322,9 +322,11 @@ def _unused(
     for column in src.header:
         if column in used or (mapping.format == "redcap" and column in (*REDCAP_FIELDS, "redcap_data_access_group")):
             continue
-        if any(fnmatch.fnmatchcase(column, pattern) for pattern in ignore):
-            continue
-        (identifiers if looks_like_identifier(column) else unused).append(column)
+        if looks_like_identifier(column):
+            # Before `ignore`: ignoring a column must not hide that a name or MRN left the hospital.
+            identifiers.append(column)
+        elif not any(fnmatch.fnmatchcase(column, pattern) for pattern in ignore):
+            unused.append(column)
     return identifiers, unused
 
 

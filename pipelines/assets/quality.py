@@ -31,7 +31,7 @@ def _registry_check_category(check: RegistryCheck) -> str:
     """Kahn's category of the registry's asset checks (pipelines/checks.py)."""
     if check.name.endswith("_unique_not_null") or check.name == "values_within_contract_ranges":
         return PLAUSIBILITY
-    if check.name == "no_sudden_row_drop":
+    if check.name in ("no_sudden_row_drop", "no_site_vanished"):
         return COMPLETENESS
     return CONFORMANCE  # references between tables, conservation of rows
 
@@ -42,7 +42,7 @@ def _registry_check_results(con: duckdb.DuckDBPyConnection, settings: RegistrySe
     for check in CHECKS:
         violations_sql = check.violations_sql(con, settings).strip()
         violations = scalar(con, f"SELECT count(*) FROM ({violations_sql})")
-        checked = scalar(con, check.checked_sql)
+        checked = scalar(con, check.checked_query(con, settings))
         results.append(CheckResult(
             check_id=f"registry_check/{check.table}/{check.name}/all",
             source="registry_check",
