@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from ketreg.errors import UsageError, existing_folder, writable_file_location
+
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -38,6 +40,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"ketreg run: landing folder {landing} is empty (an unmounted share or a wrong --landing?); "
               "nothing was run and the published registry is kept", file=sys.stderr)
         return EXIT_USAGE
+    writable_file_location(analyst_db, "--db")
+    if args.work_db:
+        writable_file_location(Path(args.work_db), "--work-db")
     try:
         # Both halves of the protocol file, checked before anything runs: a typo is a usage error, not a failed run.
         load_protocol(args.protocol)
@@ -105,13 +110,21 @@ def _check_export(args: argparse.Namespace) -> int:
     except ProtocolError as exc:
         print(f"ketreg check-export: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
-    report = check_export(path, args.site, protocol, Path(args.sites_dir) if args.sites_dir else None)
+    sites_dir = existing_folder(Path(args.sites_dir), "--sites-dir") if args.sites_dir else _env_sites_dir()
+    report = check_export(path, args.site, protocol, sites_dir)
     print(report.as_json() if args.format == "json" else report.as_text())
     return report.exit_code
 
 
+def _env_sites_dir() -> Path | None:
+    """$KETREG_SITES_DIR when set (it must then be a folder), else None: the repository's `sites/`."""
+    configured = os.environ.get("KETREG_SITES_DIR")
+    return existing_folder(Path(configured), "KETREG_SITES_DIR") if configured else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ketreg", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"ketreg {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     generate = commands.add_parser("generate", help="write synthetic site exports in the landing layout")
@@ -166,9 +179,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ketreg")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except UsageError as exc:
+        # The operator's to fix: one line, no traceback (exit codes: README, "The command line").
+        print(f"ketreg {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -819,18 +819,20 @@ def test_cli_run_with_an_impossible_protocol_file_exits_2(
     assert "protocol.yaml" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_cli_run_exits_1_when_the_run_fails_and_leaves_no_analysts_database(
+def test_cli_run_with_a_db_where_no_file_can_be_made_exits_2_before_running(
     tmp_path: Path, export_writer: ExportWriter, pseudonym_key: str, capsys
 ):
+    # A failed run (exit 1) is covered in test_no_accidental_loss.py; a path that cannot hold the database
+    # is the operator's to fix and is caught before any step runs.
     export_writer(tmp_path / "landing", "steady")
     (tmp_path / "not-a-folder").write_text("a file where the databases' folder should be", encoding="utf-8")
     db = tmp_path / "not-a-folder" / "registry.duckdb"
 
     code = cli.main(["run", "--landing", str(tmp_path / "landing"), "--db", str(db)])
 
-    assert code == 1
-    assert "the run failed" in capsys.readouterr().err
+    assert code == 2
+    assert "cannot be created" in capsys.readouterr().err
+    assert not db.exists()
 
 
 # --------------------------------------------------------------------------------------------------------
