@@ -54,17 +54,24 @@ def _run(args: argparse.Namespace) -> int:
     except (MissingPseudonymKey, ProtocolError) as exc:
         print(f"ketreg run: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if not outcome.success:
-        print(f"ketreg run: the run failed (Dagster run {outcome.run_id}); the analysts' database was not "
-              "replaced.", file=sys.stderr)
-        for failure in outcome.failures:
-            print(f"  {failure}", file=sys.stderr)
-        return EXIT_RUN_FAILED
-    from ketreg.privacy.tiers import tier_locations
+    from ketreg.landing.landing_notices import read_landing_notices
     from pipelines.resources import RegistrySettings
 
     settings = RegistrySettings(landing_dir=str(landing), analyst_db=str(analyst_db), work_db=args.work_db or "")
+    # Entries of the landing folder that were not read: said on failure too (a misplaced export explains
+    # a vanished site).
+    landing_notes = [f"NOTICE landing folder: {note}" for note in read_landing_notices(settings.work_db_path)]
+    if not outcome.success:
+        print(f"ketreg run: the run failed (Dagster run {outcome.run_id}); the analysts' database was not "
+              "replaced.", file=sys.stderr)
+        for failure in [*outcome.failures, *landing_notes]:
+            print(f"  {failure}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    from ketreg.privacy.tiers import tier_locations
+
     print(run_summary(analyst_db, settings.work_db_path))
+    for note in landing_notes:
+        print(f"  {note}")
     dashboard = settings.reports_path / "index.html"
     if dashboard.exists():
         print(f"  quality dashboard: {dashboard}")

@@ -205,11 +205,18 @@ def scan_landing(
     for site_dir in sorted(landing.iterdir()):
         if site_dir.name.startswith("."):
             continue
+        if site_dir.is_file():
+            ignored.append(f"{site_dir.name}: a file directly in the landing folder (exports go in "
+                           "<site_id>/<export_id>/); not read")
+            continue
         if not site_dir.is_dir() or not SITE_ID.match(site_dir.name):
             ignored.append(f"{site_dir.name}: not a site folder (site ids match {SITE_ID.pattern}); not read")
             continue
         if site_dir.name in retired_now:
+            ignored.append(f"{site_dir.name}: site retired (RETIRED file or --retire-site); its exports are not read")
             continue
+        if not any(entry.is_dir() and not entry.name.startswith(".") for entry in site_dir.iterdir()):
+            ignored.append(f"{site_dir.name}: a site folder without export folders (<site>/<export>/<file>)")
         mapping: SiteMapping | None = None
         mapping_problem: str | None = None
         found = mapping_path(sites_dir, site_dir.name)
@@ -222,7 +229,9 @@ def scan_landing(
             if export_dir.name.startswith("."):
                 continue
             if not export_dir.is_dir() or not EXPORT_ID.match(export_dir.name):
-                ignored.append(f"{site_dir.name}/{export_dir.name}: not an export folder; not read")
+                kind = "a file directly in the site folder" if export_dir.is_file() else "not an export folder"
+                ignored.append(f"{site_dir.name}/{export_dir.name}: {kind} (exports go in "
+                               f"{site_dir.name}/<export_id>/); not read")
                 continue
             if mapping_problem is not None:
                 export = LandingExport(site_id=site_dir.name, export_id=export_dir.name, path=export_dir)

@@ -15,6 +15,7 @@ import duckdb
 from ketreg.privacy.settings import load_privacy_settings
 from ketreg.privacy.shared_metrics import suppressed_metrics
 from ketreg.quality import svg
+from ketreg.quality.landing_section import landing_section
 from ketreg.quality.rules import KAHN_CATEGORIES
 from ketreg.quality.site_pages import site_pages_section
 from ketreg.warehouse.connection import scalar, sql_text
@@ -394,13 +395,14 @@ def render_dashboard(con: duckdb.DuckDBPyConnection, reports_dir: Path, dagster_
         f'<a href="data_docs/index.html">Great Expectations Data Docs</a> · '
         f'<a href="{escape(dagster_url)}/assets/quality/check_results">Dagster asset quality/check_results</a>'
         "</p></header>"
-        '<nav><a href="#sites">Sites</a><a href="#intake">Intake</a><a href="#quarantine">Quarantine</a>'
-        '<a href="#deviations">Deviations</a>'
+        '<nav><a href="#sites">Sites</a><a href="#intake">Intake</a><a href="#landing">Not read</a>'
+        '<a href="#quarantine">Quarantine</a><a href="#deviations">Deviations</a>'
         '<a href="#completeness">Completeness</a><a href="#changes">Since last run</a><a href="#checks">Checks</a>'
         '<a href="#metrics">Metrics</a></nav><main>'
         f'<section id="summary"><div class="cards">{cards}</div></section>'
         + site_pages_section(con)
-        + _intake(con) + _quarantine(con) + _deviations(con) + _completeness(checks) + _changes(con, checks)
+        + _intake(con) + landing_section(con)
+        + _quarantine(con) + _deviations(con) + _completeness(checks) + _changes(con, checks)
         + _checks(checks, changes, dagster_url) + metrics_section(con)
         + f"</main><script>{_SCRIPT}</script></body></html>"
     )
