@@ -118,7 +118,7 @@ def _check_export(args: argparse.Namespace) -> int:
         print(f"ketreg check-export: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
     sites_dir = existing_folder(Path(args.sites_dir), "--sites-dir") if args.sites_dir else _env_sites_dir()
-    report = check_export(path, args.site, protocol, sites_dir)
+    report = check_export(path, args.site, protocol, sites_dir, all_rows=args.all)
     print(report.as_json() if args.format == "json" else report.as_text())
     return report.exit_code
 
@@ -171,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", help="the export folder, e.g. outbox/2026-11-01")
     check.add_argument("--site", required=True, help="the site id agreed with the registry, e.g. site-a")
     check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument("--all", action="store_true",
+                       help="list every quarantined row (root causes first, the rows they took along beneath)")
     check.add_argument("--sites-dir", help="folder of site mappings (default: $KETREG_SITES_DIR or sites/)")
     check.add_argument("--protocol", help="protocol limits file (default: config/protocol.yaml)")
     check.set_defaults(handler=_check_export)

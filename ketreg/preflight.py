@@ -22,6 +22,7 @@ from ketreg.landing.discovery import LandingExport, scan_export
 from ketreg.landing.exports import read_export
 from ketreg.landing.reader import UnreadableFile
 from ketreg.registry.build import build_table, prepare
+from ketreg.staging.fix_list import CASCADE_RULE, FixItem, fix_list, flatten
 from ketreg.staging.stage import validate_tables
 from ketreg.staging.tables import ensure_staging_tables
 from schemas.protocol import Protocol
@@ -54,6 +55,8 @@ class ExportCheck:
     # Columns that look like direct patient identifiers, per file of the site ({file, columns}). The registry
     # would not read them, but the file would already have left the hospital: the pre-flight refuses it.
     identifier_columns: list[dict[str, Any]] = field(default_factory=list)
+    # With `--all`: every quarantined row, root causes first with the rows they took along (ketreg.staging.fix_list).
+    fix_list: list[FixItem] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -75,12 +78,22 @@ class ExportCheck:
         return json.dumps(
             {
                 "site_id": self.site_id, "export_id": self.export_id, "path": self.path, "mapping": self.mapping,
-                "status": self.status, "exit_code": self.exit_code, "rejection": self.rejection,
-                "notices": self.notices, "identifier_columns": self.identifier_columns,
+                "status": self.status, "exit_code": self.exit_code,
+                "rejection": [_problem(part) for part in self.rejection_parts()],
+                "notices": [_problem(notice) for notice in self.notices],
+                "identifier_columns": self.identifier_columns,
                 "files": [vars(f) for f in self.files], "deviations": self.deviations,
+                **({"quarantined_rows": [item.as_dict() for item in self.fix_list]} if self.fix_list is not None
+                   else {}),
             },
             indent=2, ensure_ascii=False,
         )
+
+    def rejection_parts(self) -> list[str]:
+        """Each reason the export would be rejected for (the registry joins them with "; ")."""
+        if self.rejection is None:
+            return []
+        return [part.strip() for part in re.split(rf"; (?={re.escape(self.site_id)}/)", self.rejection)]
 
     def as_text(self) -> str:
         lines = [
@@ -93,8 +106,7 @@ class ExportCheck:
             lines += [f"  - {entry['file']}: {', '.join(entry['columns'])}" for entry in self.identifier_columns]
         if self.rejection is not None:
             lines += ["", "UNUSABLE: the registry would reject the whole export:"]
-            parts = re.split(rf"; (?={re.escape(self.site_id)}/)", self.rejection)
-            lines += [f"  - {part.strip()}" for part in parts]
+            lines += [f"  - {part}" for part in self.rejection_parts()]
         if self.files:
             lines += ["", f"{'file':<22} {'from':<36} {'read':>7} {'accepted':>9} {'quarantined':>12}"]
             for f in self.files:
@@ -110,6 +122,17 @@ class ExportCheck:
                     for example in reason["examples"]:
                         record = f" {example['record_id']}" if example["record_id"] else ""
                         lines.append(f"    line {example['source_line']}{record}: {example['message']}")
+        if self.fix_list:
+            sources = {f.file_name: f.source for f in self.files}
+            lines += ["", "Every quarantined row, root causes first (rows quarantined because of a row are indented "
+                      "beneath it; fixing that row brings them back):"]
+            for depth, item in flatten(self.fix_list):
+                record = f" {item.record_id}" if item.record_id else ""
+                why = "; ".join(reason["message"] for reason in item.reasons)
+                lines.append(f"{'  ' * (depth + 1)}{sources.get(item.file_name, item.file_name)} line "
+                             f"{item.source_line}{record}: {why}")
+        elif any(f.rows_quarantined for f in self.files):
+            lines += ["", f"(At most {EXAMPLES_PER_REASON} example lines per reason: `--all` lists every row.)"]
         if self.deviations:
             lines += ["", "Protocol deviations (valid rows, kept and recorded by the registry):"]
             for deviation in self.deviations:
@@ -141,7 +164,17 @@ def _reasons(quarantined: pl.DataFrame) -> list[dict[str, Any]]:
             "rule": rule, "column": column, "rows": group.height,
             "examples": group.head(EXAMPLES_PER_REASON).select("source_line", "record_id", "message").to_dicts(),
         })
-    return sorted(summary, key=lambda r: (-r["rows"], r["rule"], r["column"]))
+    # A row quarantined because of its parent is a consequence: the faults to fix come first.
+    return sorted(summary, key=lambda r: (r["rule"] == CASCADE_RULE, -r["rows"], r["rule"], r["column"]))
+
+
+def _problem(message: str) -> dict[str, Any]:
+    """A rejection reason or notice as an object: where (site/export[/file]), the file, and the message."""
+    where, _, what = message.partition(": ")
+    if not what or "/" not in where:
+        return {"where": None, "file": None, "message": message}
+    parts = where.split("/", 2)
+    return {"where": where, "file": parts[2] if len(parts) == 3 else None, "message": what}
 
 
 def _deviations(export_id: str, site_id: str, accepted: dict[str, pl.DataFrame],
@@ -186,8 +219,11 @@ def _identifier_columns(export: LandingExport) -> list[dict[str, Any]]:
     return [{"file": name, "columns": columns} for name, columns in sorted(found.items())]
 
 
-def check_export(path: Path, site_id: str, protocol: Protocol, sites_dir: Path | None = None) -> ExportCheck:
-    """What a registry run would do with the export in `path` from `site_id`."""
+def check_export(
+    path: Path, site_id: str, protocol: Protocol, sites_dir: Path | None = None, all_rows: bool = False
+) -> ExportCheck:
+    """What a registry run would do with the export in `path` from `site_id`; with `all_rows`, every
+    quarantined row as the site's fix list."""
     export = scan_export(site_id, path, sites_dir)
     report = ExportCheck(
         site_id, export.export_id, str(path), export.mapping.label if export.mapping else None,
@@ -206,13 +242,18 @@ def check_export(path: Path, site_id: str, protocol: Protocol, sites_dir: Path |
     raw_by_table = {name: [frame] for name, frame in read.frames.items()}
     extra = {name: [f] for name, f in read.failures.items()}
     accepted: dict[str, pl.DataFrame] = {}
+    quarantined: list[dict[str, Any]] = []
     for table, raw, result in validate_tables(raw_by_table, extra, protocol):
         if table.name not in read.frames:
             continue
         accepted[table.name] = result.accepted
+        if all_rows:
+            quarantined += result.quarantined.select("file_name", "source_line", "record_id", "reasons").to_dicts()
         report.files.append(FileReport(
             table.name, table.file_name, read.sources.get(table.name, table.file_name), raw.height,
             result.accepted.height, result.quarantined.height, _reasons(result.quarantined),
         ))
     report.deviations = _deviations(export.export_id, site_id, accepted, protocol)
+    if all_rows:
+        report.fix_list = fix_list(quarantined)
     return report

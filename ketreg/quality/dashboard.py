@@ -18,6 +18,7 @@ from ketreg.quality import svg
 from ketreg.quality.landing_section import landing_section
 from ketreg.quality.rules import KAHN_CATEGORIES
 from ketreg.quality.site_pages import site_pages_section
+from ketreg.staging.fix_list import CASCADE_RULE
 from ketreg.warehouse.connection import scalar, sql_text
 
 DASHBOARD_FILE = "index.html"
@@ -108,7 +109,9 @@ def _quarantine(con: duckdb.DuckDBPyConnection) -> str:
     for r in reasons:
         by_rule[f"{r['file_name'].removesuffix('.csv')}: {r['rule']}"][r["site_id"]] += r["quarantined_rows"]
     colours = {site: svg.PALETTE[i % len(svg.PALETTE)] for i, site in enumerate(sites)}
-    ordered = sorted(by_rule.items(), key=lambda item: -sum(item[1].values()))[:_TOP_REASONS]
+    # Root causes first: a cascade (parent_quarantined) follows from rows already counted above it.
+    ordered = sorted(by_rule.items(), key=lambda item: (item[0].endswith(CASCADE_RULE), -sum(item[1].values())))
+    ordered = ordered[:_TOP_REASONS]
     bars = [
         svg.StackedBar(rule, tuple((site, counts.get(site, 0), colours[site]) for site in sites))
         for rule, counts in ordered
