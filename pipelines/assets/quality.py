@@ -100,8 +100,8 @@ def quality_check_results(context: dg.AssetExecutionContext, settings: RegistryS
             "new_failures": changes.get("new", 0),
             "resolved_failures": changes.get("resolved", 0),
             "persisting_failures": changes.get("persisting", 0),
-            "data_docs": dg.MetadataValue.path(str(data_docs / "index.html")),
-            "dashboard": dg.MetadataValue.path(str(reports / DASHBOARD_FILE)),
+            "data_docs": dg.MetadataValue.path(str((data_docs / "index.html").resolve())),
+            "dashboard": dg.MetadataValue.path(str((reports / DASHBOARD_FILE).resolve())),
         }
     )
 
@@ -119,9 +119,11 @@ def quality_dashboard(settings: RegistrySettings) -> dg.MaterializeResult:
         path = render_dashboard(con, settings.reports_path, load_quality_settings().dagster_url)
     return dg.MaterializeResult(
         metadata={
-            "path": dg.MetadataValue.path(str(path)),
+            "path": dg.MetadataValue.path(str(path.resolve())),
             "url": dg.MetadataValue.url(path.resolve().as_uri()),
-            "data_docs": dg.MetadataValue.path(str(settings.reports_path / DATA_DOCS_FOLDER / "index.html")),
+            "data_docs": dg.MetadataValue.path(
+                str((settings.reports_path / DATA_DOCS_FOLDER / "index.html").resolve())
+            ),
         }
     )
 
