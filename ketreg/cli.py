@@ -40,6 +40,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"ketreg run: landing folder {landing} is empty (an unmounted share or a wrong --landing?); "
               "nothing was run and the published registry is kept", file=sys.stderr)
         return EXIT_USAGE
+    sites_dir = existing_folder(Path(args.sites_dir), "--sites-dir") if args.sites_dir else _env_sites_dir()
     writable_file_location(analyst_db, "--db")
     if args.work_db:
         writable_file_location(Path(args.work_db), "--work-db")
@@ -50,6 +51,7 @@ def _run(args: argparse.Namespace) -> int:
         outcome = run_pipeline(
             landing, analyst_db, Path(args.work_db) if args.work_db else None,
             Path(args.protocol) if args.protocol else None, rebuild=args.rebuild, retired_sites=args.retire_site,
+            sites_dir=sites_dir,
         )
     except (MissingPseudonymKey, ProtocolError) as exc:
         print(f"ketreg run: {exc}", file=sys.stderr)
@@ -156,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rebuild", action="store_true",
         help="start from an empty working database: every export is read and validated again",
     )
+    run.add_argument("--sites-dir", help="folder of site mappings (default: $KETREG_SITES_DIR or sites/)")
     run.add_argument(
         "--retire-site", action="append", default=[], metavar="SITE",
         help="let SITE's data leave the published registry in this run (repeatable); without it a run that "

@@ -20,6 +20,7 @@ import polars as pl
 
 from ketreg.landing.discovery import LandingExport, scan_export
 from ketreg.landing.exports import read_export
+from ketreg.landing.mapping import default_sites_dir, mapping_path
 from ketreg.landing.reader import UnreadableFile
 from ketreg.registry.build import build_table, prepare
 from ketreg.staging.fix_list import CASCADE_RULE, FixItem, fix_list, flatten
@@ -57,6 +58,7 @@ class ExportCheck:
     identifier_columns: list[dict[str, Any]] = field(default_factory=list)
     # With `--all`: every quarantined row, root causes first with the rows they took along (ketreg.staging.fix_list).
     fix_list: list[FixItem] | None = None
+    broken_mapping: str | None = None  # the site's mapping file, when it exists but cannot be used
 
     @property
     def exit_code(self) -> int:
@@ -98,7 +100,9 @@ class ExportCheck:
     def as_text(self) -> str:
         lines = [
             f"Export {self.site_id}/{self.export_id} ({self.path})",
-            f"Read with {self.mapping}" if self.mapping else "Read as the canonical contract (no mapping file)",
+            f"Read with {self.mapping}" if self.mapping else
+            f"Mapping file {self.broken_mapping} cannot be used (the problems are listed below)" if self.broken_mapping
+            else "Read as the canonical contract (no mapping file)",
         ]
         if self.identifier_columns:
             lines += ["", "REMOVE THESE COLUMNS BEFORE SENDING: they look like direct patient identifiers "
@@ -229,6 +233,9 @@ def check_export(
         site_id, export.export_id, str(path), export.mapping.label if export.mapping else None,
         rejection=export.rejection, notices=list(export.notices),
     )
+    found = mapping_path(default_sites_dir() if sites_dir is None else sites_dir, site_id)
+    if export.mapping is None and found is not None:
+        report.broken_mapping = f"sites/{found.name}"
     if export.rejection is not None:
         report.identifier_columns = _identifier_columns(export)
         return report

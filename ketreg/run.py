@@ -28,6 +28,7 @@ def run_pipeline(
     protocol_file: Path | None = None,
     rebuild: bool = False,
     retired_sites: list[str] | None = None,
+    sites_dir: Path | None = None,
 ) -> RunOutcome:
     """Run the registry job (every asset and check, as sensors and schedules launch it) in this process.
     Uses the Dagster instance of DAGSTER_HOME when it is set, so the run shows in `dagster dev`;
@@ -41,6 +42,7 @@ def run_pipeline(
             work_db=str(work_db or ""),
             protocol_file=str(protocol_file or ""),
             retired_sites=list(retired_sites or []),
+            sites_dir=str(sites_dir or ""),
         ),
         "pseudonym_key": PseudonymKey(key=key),
     }

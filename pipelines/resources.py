@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from ketreg.landing.mapping import default_sites_dir
 from ketreg.warehouse.connection import connect
 from schemas.protocol import Protocol, load_protocol
 
@@ -28,6 +29,8 @@ class RegistrySettings(dg.ConfigurableResource):
     # Sites whose data may leave the published registry in this run (`ketreg run --retire-site`); a
     # `RETIRED` file in a site's landing folder does the same durably (ketreg/landing/retired.py).
     retired_sites: list[str] = []  # noqa: RUF012 (pydantic copies field defaults per instance)
+    # The sites' mapping files (`<site_id>.yaml`); empty = $KETREG_SITES_DIR, else the repository's `sites/`.
+    sites_dir: str = ""
     # The quality dashboard and Great Expectations Data Docs; empty = a `reports` folder beside `analyst_db`.
     reports_dir: str = ""
 
@@ -46,6 +49,10 @@ class RegistrySettings(dg.ConfigurableResource):
         analyst = self.analyst_db_path
         # Named <stem>_work so its DuckDB catalog name never collides with the schemas inside it.
         return analyst.with_name(f"{analyst.stem}_work.duckdb")
+
+    @property
+    def sites_path(self) -> Path:
+        return Path(self.sites_dir) if self.sites_dir else default_sites_dir()
 
     @property
     def reports_path(self) -> Path:
@@ -73,6 +80,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             landing_dir=os.environ.get("KETREG_LANDING", "demo/landing"),
             analyst_db=os.environ.get("KETREG_DB", "demo/registry.duckdb"),
             protocol_file=os.environ.get("KETREG_PROTOCOL", ""),
+            sites_dir=os.environ.get("KETREG_SITES_DIR", ""),
         ),
         "pseudonym_key": PseudonymKey(key=dg.EnvVar("KETREG_PSEUDONYM_KEY")),
     }

@@ -17,7 +17,7 @@ def landing_exports(context: dg.AssetExecutionContext, settings: RegistrySetting
             description=f"landing folder {settings.landing_path.resolve()} is empty (an unmounted share or a "
             "wrong path?); nothing was read and the published registry is kept"
         )
-    scan = scan_landing(settings.landing_path, retired=settings.retired_sites)
+    scan = scan_landing(settings.landing_path, settings.sites_path, retired=settings.retired_sites)
     notices = landing_notices(scan)
     with settings.working_db() as con:
         record_landing_notices(con, notices)
