@@ -12,17 +12,18 @@ class UsageError(Exception):
 
 
 def writable_file_location(path: Path, what: str) -> None:
-    """Raise UsageError unless a file can be created at `path` (its folder exists or can be made, and is
-    writable), so a wrong `--db` fails before a run starts instead of deep inside it."""
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{what} {path}: its folder {folder} cannot be created ({exc.strerror or exc})") from exc
+    """Raise UsageError unless a file can be created at `path`: the nearest folder that exists on its way is
+    a writable folder (nothing is created here), so a wrong `--db` fails before a run starts instead of deep
+    inside it."""
     if path.is_dir():
         raise UsageError(f"{what} {path} is a folder; give the path of a DuckDB file")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"{what} {path}: the folder {folder} is not writable")
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{what} {path}: its folder cannot be created ({existing} is not a folder)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {path}: the folder {existing} is not writable")
 
 
 def existing_folder(path: Path, what: str) -> Path:

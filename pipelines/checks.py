@@ -106,50 +106,52 @@ def _row_drop(con: duckdb.DuckDBPyConnection, settings: RegistrySettings) -> str
         WHERE cur.recency = 1 AND cur.rows_read < (1 - {settings.max_row_drop_share}) * prev.rows_read"""
 
 
-def _published_file_counts(con: duckdb.DuckDBPyConnection, settings: RegistrySettings) -> str:
-    """Attach the currently published analysts' file (read-only) as `published`, and return a query of its
-    rows per site in the current exports. Nothing published yet: no rows."""
+# The published registry's rows per site, copied into the working database when a check needs them, so the
+# check's SQL runs on the working database alone (and can be run again from the quality history).
+PUBLISHED_SITES = "publish_guard.published_sites"
+
+
+def _snapshot_published_sites(con: duckdb.DuckDBPyConnection, settings: RegistrySettings) -> None:
+    """Refresh PUBLISHED_SITES from the analysts' file as it is now (no rows when nothing is published yet)."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS publish_guard")
+    con.execute(f"CREATE OR REPLACE TABLE {PUBLISHED_SITES} (site_id VARCHAR, rows_published BIGINT)")
     path = settings.analyst_db_path
     if not path.exists():
-        return "SELECT NULL::VARCHAR AS site_id, NULL::BIGINT AS rows_published WHERE false"
-    attached = {row[0] for row in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
-    if "published" not in attached:
-        try:
-            con.execute("ATTACH ? AS published (READ_ONLY)", [str(path.resolve())])
-        except duckdb.Error as exc:
-            raise dg.Failure(
-                description=f"cannot read the published registry {path.resolve()} to compare with this run "
-                f"(is it open read-write elsewhere?): {type(exc).__name__}; nothing was published"
-            ) from exc
-    tables = {row[0] for row in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = 'published' AND schema_name = 'main'"
-    ).fetchall()}
-    if "file_counts" in tables:
-        return ("SELECT site_id, sum(rows_in_registry) AS rows_published FROM published.main.file_counts "
-                "WHERE is_current_export GROUP BY site_id")
-    if "exports" in tables:  # an older or reduced registry: a current export counts as data
-        return "SELECT site_id, 1 AS rows_published FROM published.main.exports WHERE is_current GROUP BY site_id"
-    return "SELECT NULL::VARCHAR AS site_id, NULL::BIGINT AS rows_published WHERE false"
+        return
+    try:
+        con.execute("ATTACH ? AS published (READ_ONLY)", [str(path.resolve())])
+    except duckdb.Error as exc:
+        raise dg.Failure(
+            description=f"cannot read the published registry {path.resolve()} to compare with this run "
+            f"(is it open read-write elsewhere?): {type(exc).__name__}; nothing was published"
+        ) from exc
+    try:
+        tables = {row[0] for row in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'published' AND schema_name = 'main'"
+        ).fetchall()}
+        if "file_counts" in tables:
+            con.execute(f"INSERT INTO {PUBLISHED_SITES} SELECT site_id, sum(rows_in_registry) "
+                        "FROM published.main.file_counts WHERE is_current_export GROUP BY site_id")
+        elif "exports" in tables:  # an older or reduced registry: a current export counts as data
+            con.execute(f"INSERT INTO {PUBLISHED_SITES} SELECT DISTINCT site_id, 1 "
+                        "FROM published.main.exports WHERE is_current")
+    finally:
+        con.execute("DETACH published")
 
 
 def _vanished_sites(con: duckdb.DuckDBPyConnection, settings: RegistrySettings) -> str:
-    published = _published_file_counts(con, settings)
+    _snapshot_published_sites(con, settings)
     retired = [site.replace("'", "''") for site in retired_sites(settings.landing_path, settings.retired_sites)]
     retired_list = "[" + ", ".join(f"'{site}'" for site in retired) + "]::VARCHAR[]"
     return f"""
-        WITH published AS ({published}),
-        this_run AS (
+        WITH this_run AS (
             SELECT site_id, sum(rows_in_registry) AS rows_in_registry FROM registry.file_counts
             WHERE is_current_export GROUP BY site_id)
         SELECT published.site_id, published.rows_published, coalesce(this_run.rows_in_registry, 0) AS rows_this_run
-        FROM published LEFT JOIN this_run USING (site_id)
+        FROM {PUBLISHED_SITES} AS published LEFT JOIN this_run USING (site_id)
         WHERE published.rows_published > 0 AND coalesce(this_run.rows_in_registry, 0) = 0
           AND NOT list_contains({retired_list}, published.site_id)
         ORDER BY published.site_id"""
-
-
-def _published_sites(con: duckdb.DuckDBPyConnection, settings: RegistrySettings) -> str:
-    return f"SELECT count(*) FROM ({_published_file_counts(con, settings)}) WHERE rows_published > 0"
 
 
 CHECKS = (
@@ -182,7 +184,7 @@ CHECKS = (
         "no_site_vanished",
         "no site with data in the published registry loses all of it, unless retired on purpose",
         _vanished_sites,
-        _published_sites,
+        f"SELECT count(*) FROM {PUBLISHED_SITES} WHERE rows_published > 0",
         names_column="site_id",
         remedy="nothing was published; if the landing folder is right and the site is to leave the registry, "
         "retire it: `ketreg run --retire-site SITE` or a file named RETIRED in landing/SITE/",
