@@ -132,3 +132,26 @@ def test_the_dashboards_reasons_list_a_files_faults_before_the_cascades_they_cau
     assert [(file_name, rule) for _, _, file_name, rule, _ in ordered] == [
         ("patients.csv", "code"), ("infusions.csv", "parent_quarantined"), ("assessments.csv", "parent_quarantined"),
     ]
+
+
+def test_the_sites_fix_list_from_the_working_store_puts_the_patient_before_what_followed_it(
+    scenario_registry,
+) -> None:
+    import duckdb
+
+    from ketreg.staging.fix_list import flatten, staged_fix_list
+
+    con = duckdb.connect(str(scenario_registry.work_db), read_only=True)
+    try:
+        items = staged_fix_list(con, "faulty")
+        assert staged_fix_list(con, "steady") == []
+    finally:
+        con.close()
+    (patient,) = items  # one root cause: PT-0002's unreadable birth year
+    assert (patient.file_name, patient.record_id, patient.reasons[0]["column"]) == ("patients.csv", "PT-0002",
+                                                                                    "birth_year")
+    lines = [(depth, item.file_name, item.record_id) for depth, item in flatten(items)]
+    assert lines[1] == (1, "infusions.csv", "INF-0003")
+    assert {line[1] for line in lines[1:]} == {"infusions.csv", "assessments.csv", "adverse_events.csv",
+                                               "dispositions.csv"}
+    assert all(depth >= 1 for depth, _, _ in lines[1:])

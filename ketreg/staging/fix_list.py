@@ -12,9 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from schemas.tables import TABLES
+
+if TYPE_CHECKING:
+    import duckdb
 
 CASCADE_RULE = "parent_quarantined"
 # "patient_id 'PT-0002' was quarantined in patients.csv" (schemas/validation.py writes it; the value is the
@@ -102,3 +105,22 @@ def flatten(items: list[FixItem], depth: int = 0) -> list[tuple[int, FixItem]]:
         lines.append((depth, item))
         lines += flatten(item.caused, depth + 1)
     return lines
+
+
+def staged_fix_list(con: duckdb.DuckDBPyConnection, site_id: str, export_id: str | None = None) -> list[FixItem]:
+    """The fix list of one export of a site (its newest accepted export by default) from the working store's
+    `staging.quarantine`, where the site's own ids are kept: for the site's own data-manager report."""
+    if export_id is None:
+        newest = con.execute(
+            "SELECT max(export_id) FROM staging.exports WHERE site_id = ? AND status = 'accepted'", [site_id]
+        ).fetchall()
+        export_id = newest[0][0] if newest else None
+        if export_id is None:
+            return []
+    result = con.execute(
+        "SELECT site_id, export_id, file_name, source_line, record_id, reasons FROM staging.quarantine "
+        "WHERE site_id = ? AND export_id = ?",
+        [site_id, export_id],
+    )
+    names = [d[0] for d in result.description]
+    return fix_list(dict(zip(names, row, strict=True)) for row in result.fetchall())
