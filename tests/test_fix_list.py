@@ -155,3 +155,14 @@ def test_the_sites_fix_list_from_the_working_store_puts_the_patient_before_what_
     assert {line[1] for line in lines[1:]} == {"infusions.csv", "assessments.csv", "adverse_events.csv",
                                                "dispositions.csv"}
     assert all(depth >= 1 for depth, _, _ in lines[1:])
+
+
+def test_the_run_summary_names_root_cause_reasons_before_cascades(scenario_registry) -> None:
+    from ketreg.summary import run_summary
+
+    line = next(x for x in run_summary(scenario_registry.analyst_db).splitlines()
+                if "most frequent quarantine reasons" in x)
+    reasons = line.split(": ", 1)[1].split(", ")
+    cascades = [i for i, reason in enumerate(reasons) if "parent_quarantined" in reason]
+    assert cascades and reasons[0].split()[1] != "parent_quarantined"
+    assert cascades == list(range(cascades[0], len(reasons)))  # every cascade after every root cause
