@@ -121,13 +121,13 @@ def test_the_dashboards_reasons_list_a_files_faults_before_the_cascades_they_cau
 
     con = duckdb.connect(":memory:")
     con.execute("CREATE SCHEMA registry")
+    # The analysts' counts-only quarantine: per file, rule and column, the lines.
     con.execute("""CREATE TABLE registry.quarantine (site_id VARCHAR, export_id VARCHAR, file_name VARCHAR,
-                   source_line BIGINT, reasons STRUCT("column" VARCHAR, rule VARCHAR, message VARCHAR)[])""")
-    cascade = "[{'column': 'patient_id', 'rule': 'parent_quarantined', 'message': 'x'}]"
-    con.execute(f"""INSERT INTO registry.quarantine VALUES
-        ('s', 'e', 'infusions.csv', 2, {cascade}), ('s', 'e', 'infusions.csv', 3, {cascade}),
-        ('s', 'e', 'assessments.csv', 2, {cascade}),
-        ('s', 'e', 'patients.csv', 3, [{{'column': 'sex', 'rule': 'code', 'message': 'y'}}])""")
+                   rule VARCHAR, column_name VARCHAR, quarantined_rows BIGINT, source_lines BIGINT[])""")
+    con.execute("""INSERT INTO registry.quarantine VALUES
+        ('s', 'e', 'infusions.csv', 'parent_quarantined', 'patient_id', 2, [2, 3]),
+        ('s', 'e', 'assessments.csv', 'parent_quarantined', 'patient_id', 1, [2]),
+        ('s', 'e', 'patients.csv', 'code', 'sex', 1, [3])""")
     ordered = con.execute(sql_text("quality/quarantine_reasons.sql")).fetchall()
     assert [(file_name, rule) for _, _, file_name, rule, _ in ordered] == [
         ("patients.csv", "code"), ("infusions.csv", "parent_quarantined"), ("assessments.csv", "parent_quarantined"),
@@ -166,3 +166,16 @@ def test_the_run_summary_names_root_cause_reasons_before_cascades(scenario_regis
     cascades = [i for i, reason in enumerate(reasons) if "parent_quarantined" in reason]
     assert cascades and reasons[0].split()[1] != "parent_quarantined"
     assert cascades == list(range(cascades[0], len(reasons)))  # every cascade after every root cause
+
+
+def test_the_sites_own_folder_lists_the_patient_before_the_rows_that_followed_it(scenario_registry) -> None:
+    import csv
+
+    quarantine = scenario_registry.analyst_db.parent / "reports" / "sites" / "faulty" / "quarantine.csv"
+    with quarantine.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert (rows[0]["file_name"], rows[0]["record_id"], rows[0]["column"]) == ("patients.csv", "PT-0002",
+                                                                               "birth_year")
+    assert rows[0]["rule"] != "parent_quarantined"
+    assert {row["rule"] for row in rows[1:]} == {"parent_quarantined"}
+    assert rows[1]["file_name"] == "infusions.csv"  # the infusion, then what hangs on it

@@ -10,7 +10,7 @@ the working store's `quarantine` and on a pre-flight's validation alike.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -124,3 +124,27 @@ def staged_fix_list(con: duckdb.DuckDBPyConnection, site_id: str, export_id: str
     )
     names = [d[0] for d in result.description]
     return fix_list(dict(zip(names, row, strict=True)) for row in result.fetchall())
+
+
+def in_fixing_order(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> list[Sequence[Any]]:
+    """Rows of one reason each (named by `columns`: export_id, file_name, source_line, record_id, column, rule,
+    message; others are carried along) in the order a data manager fixes them: exports as given, and within an
+    export each root cause followed by the rows it caused, as `fix_list` nests them. Nothing is added or lost."""
+    at = {name: columns.index(name) for name in ("export_id", "file_name", "source_line", "record_id", "column",
+                                                  "rule", "message")}
+    grouped: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+    export_order: dict[Any, int] = {}
+    for row in rows:
+        export_order.setdefault(row[at["export_id"]], len(export_order))
+        key = (row[at["export_id"]], row[at["file_name"]], row[at["source_line"]])
+        item = grouped.setdefault(key, {
+            "export_id": key[0], "file_name": key[1], "source_line": key[2], "record_id": row[at["record_id"]],
+            "reasons": [],
+        })
+        item["reasons"].append({"column": row[at["column"]], "rule": row[at["rule"]], "message": row[at["message"]]})
+    rank = {
+        (item.export_id, item.file_name, item.source_line): position
+        for position, (_, item) in enumerate(flatten(fix_list(grouped.values())))
+    }
+    return sorted(rows, key=lambda row: (export_order[row[at["export_id"]]],
+                                         rank[(row[at["export_id"]], row[at["file_name"]], row[at["source_line"]])]))
