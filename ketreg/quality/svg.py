@@ -158,6 +158,7 @@ def forest_plot(rows: Sequence[ForestRow], title: str, reference: float | None =
         else:
             text = f"not estimable  {r.detail}"
         body.append(f'<text x="{left + plot + 10}" y="{y + 4}">{escape(text)}</text>')
+        width = max(width, left + plot + 10 + text_width(text) + 6)  # the figures at the right, never cut
         i += 1
     if reference is not None:
         body.append(
