@@ -22,8 +22,8 @@ $(STAMP):
 demo: install
 	rm -rf $(DEMO)/landing
 	mkdir -p $(DEMO)/dagster_home
-	@# Hospital networks: the demo's Dagster instance sends no telemetry.
-	@test -f $(DEMO)/dagster_home/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DEMO)/dagster_home/dagster.yaml
+	@# Telemetry off and no "No dagster.yaml found" warning; an existing file (yours) is left alone.
+	test -f $(DEMO)/dagster_home/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DEMO)/dagster_home/dagster.yaml
 	$(BIN)/ketreg generate --out $(DEMO)/landing --sites 4 --patients-per-site 60 --seed 7 --error-rate 0.02 \
 		--shapes canonical,semicolon,excel,redcap
 	@echo "Using the published demo pseudonym key (synthetic data only; real runs need their own KETREG_PSEUDONYM_KEY)."

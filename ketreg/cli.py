@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from ketreg.errors import UsageError, existing_folder, writable_file_location
+
 # `ketreg run`: 0 every export accepted and the registry published; 1 nothing published (the run failed or
 # publishing was refused); 2 bad usage or configuration; 3 published, but some exports were rejected (listed).
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_PUBLISHED_WITH_REJECTIONS = 0, 1, 2, 3
@@ -27,6 +29,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from ketreg.landing.limits import LimitsError
+    from ketreg.landing.retired import landing_is_empty
     from ketreg.registry.key_fingerprint import KeyMismatch
     from ketreg.registry.pseudonym import MissingPseudonymKey
     from ketreg.run import run_pipeline
@@ -37,6 +40,14 @@ def _run(args: argparse.Namespace) -> int:
     if not landing.is_dir():
         print(f"ketreg run: landing folder {landing} does not exist", file=sys.stderr)
         return EXIT_USAGE
+    if landing_is_empty(landing):
+        print(f"ketreg run: landing folder {landing} is empty (an unmounted share or a wrong --landing?); "
+              "nothing was run and the published registry is kept", file=sys.stderr)
+        return EXIT_USAGE
+    sites_dir = existing_folder(Path(args.sites_dir), "--sites-dir") if args.sites_dir else _env_sites_dir()
+    writable_file_location(analyst_db, "--db")
+    if args.work_db:
+        writable_file_location(Path(args.work_db), "--work-db")
     try:
         # Both halves of the protocol file, checked before anything runs: a typo is a usage error, not a failed run.
         load_protocol(args.protocol)
@@ -44,25 +55,33 @@ def _run(args: argparse.Namespace) -> int:
         outcome = run_pipeline(
             landing, analyst_db, Path(args.work_db) if args.work_db else None,
             Path(args.protocol) if args.protocol else None, rebuild=args.rebuild, rekey=args.rekey,
-            limits_file=Path(args.limits) if args.limits else None,
+            limits_file=Path(args.limits) if args.limits else None, retired_sites=args.retire_site,
+            sites_dir=sites_dir,
         )
     except (MissingPseudonymKey, ProtocolError, KeyMismatch, LimitsError) as exc:
         print(f"ketreg run: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if not outcome.success:
-        print(f"ketreg run: the run failed (Dagster run {outcome.run_id}); the analysts' database was not "
-              "replaced.", file=sys.stderr)
-        for failure in outcome.failures:
-            print(f"  {failure}", file=sys.stderr)
-        return EXIT_RUN_FAILED
-    from ketreg.privacy.tiers import tier_locations
+    from ketreg.landing.landing_notices import read_landing_notices
     from pipelines.resources import RegistrySettings
 
     settings = RegistrySettings(landing_dir=str(landing), analyst_db=str(analyst_db), work_db=args.work_db or "")
+    # Entries of the landing folder that were not read: said on failure too (a misplaced export explains
+    # a vanished site).
+    landing_notes = [f"NOTICE landing folder: {note}" for note in read_landing_notices(settings.work_db_path)]
+    if not outcome.success:
+        print(f"ketreg run: the run failed (Dagster run {outcome.run_id}); the analysts' database was not "
+              "replaced.", file=sys.stderr)
+        for failure in [*outcome.failures, *landing_notes]:
+            print(f"  {failure}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    from ketreg.privacy.tiers import tier_locations
+
     print(run_summary(analyst_db, settings.work_db_path))
     if outcome.rekeyed_from:
         print(f"  RE-KEYED on purpose (--rekey): every pseudonymous key changed, key fingerprint "
               f"{outcome.rekeyed_from} → {outcome.key_fingerprint}; data published before cannot be linked to it")
+    for note in landing_notes:
+        print(f"  {note}")
     dashboard = settings.reports_path / "index.html"
     if dashboard.exists():
         print(f"  quality dashboard: {dashboard}")
@@ -124,8 +143,9 @@ def _check_export(args: argparse.Namespace) -> int:
     except (ProtocolError, LimitsError) as exc:
         print(f"ketreg check-export: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
+    sites_dir = existing_folder(Path(args.sites_dir), "--sites-dir") if args.sites_dir else _env_sites_dir()
     try:
-        report = check_export(path, args.site, protocol, Path(args.sites_dir) if args.sites_dir else None, limits)
+        report = check_export(path, args.site, protocol, sites_dir, limits, all_rows=args.all)
     except Exception as exc:  # never a traceback for a site's files; the reader names what it could
         print(f"ketreg check-export: {path} could not be checked ({type(exc).__name__}); the registry would "
               "reject this export", file=sys.stderr)
@@ -134,8 +154,15 @@ def _check_export(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _env_sites_dir() -> Path | None:
+    """$KETREG_SITES_DIR when set (it must then be a folder), else None: the repository's `sites/`."""
+    configured = os.environ.get("KETREG_SITES_DIR")
+    return existing_folder(Path(configured), "KETREG_SITES_DIR") if configured else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ketreg", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"ketreg {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     generate = commands.add_parser("generate", help="write synthetic site exports in the landing layout")
@@ -166,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
              "(the summary and the next release's manifest say so)",
     )
     run.add_argument("--limits", help="bounds per export (default: $KETREG_LIMITS_FILE or config/limits.yaml)")
+    run.add_argument("--sites-dir", help="folder of site mappings (default: $KETREG_SITES_DIR or sites/)")
+    run.add_argument(
+        "--retire-site", action="append", default=[], metavar="SITE",
+        help="let SITE's data leave the published registry in this run (repeatable); without it a run that "
+             "would drop a site refuses to publish. A file named RETIRED in landing/SITE/ does the same durably",
+    )
     run.set_defaults(handler=_run)
 
     check = commands.add_parser(
@@ -176,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", help="the export folder, e.g. outbox/2026-11-01")
     check.add_argument("--site", required=True, help="the site id agreed with the registry, e.g. site-a")
     check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument("--all", action="store_true",
+                       help="list every quarantined row (root causes first, the rows they took along beneath)")
     check.add_argument("--sites-dir", help="folder of site mappings (default: $KETREG_SITES_DIR or sites/)")
     check.add_argument("--protocol", help="protocol limits file (default: config/protocol.yaml)")
     check.add_argument("--limits", help="bounds per export (default: $KETREG_LIMITS_FILE or config/limits.yaml)")
@@ -192,9 +227,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ketreg")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except UsageError as exc:
+        # The operator's to fix: one line, no traceback (exit codes: README, "The command line").
+        print(f"ketreg {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -33,10 +33,13 @@ def run_pipeline(
     rebuild: bool = False,
     rekey: bool = False,
     limits_file: Path | None = None,
+    retired_sites: list[str] | None = None,
+    sites_dir: Path | None = None,
 ) -> RunOutcome:
     """Run the registry job (every asset and check, as sensors and schedules launch it) in this process.
     Uses the Dagster instance of DAGSTER_HOME when it is set, so the run shows in `dagster dev`;
-    a throw-away instance otherwise.
+    a throw-away instance otherwise. `retired_sites` may leave the published registry in this run; any
+    other site that would vanish from it stops the run before publishing (check `no_site_vanished`).
 
     Before anything runs: raises MissingPseudonymKey for a missing or weak key, and KeyMismatch when the
     working store or the analysts' file was built with another key (unless `rekey`). The key itself is
@@ -48,6 +51,8 @@ def run_pipeline(
         work_db=str(work_db or ""),
         protocol_file=str(protocol_file or ""),
         limits_file=str(limits_file or ""),
+        retired_sites=list(retired_sites or []),
+        sites_dir=str(sites_dir or ""),
     )
     settings.limits()  # a broken limits file is a usage error, before anything runs
     rekeyed_from = check_key_matches(key, settings.work_db_path, settings.analyst_db_path, rekey)

@@ -112,9 +112,11 @@ def _summary(con: duckdb.DuckDBPyConnection, analyst_db: Path, private: _SiteMes
             name = metric.replace("_", " ")
             lines.append(f"  {name}: {estimate:.1%} ({numerator}/{denominator}; 95 % CI {low:.1%}–{high:.1%})")
     top_reasons = con.execute(
-        """SELECT file_name, rule, sum(quarantined_rows) AS n FROM quarantine
-           GROUP BY ALL ORDER BY n DESC, file_name, rule LIMIT 8"""
+        """SELECT file_name, rule, n FROM (
+               SELECT file_name, rule, sum(quarantined_rows) AS n FROM quarantine GROUP BY ALL)
+           ORDER BY rule = 'parent_quarantined', n DESC, file_name, rule LIMIT 8"""
     ).fetchall()
     if top_reasons:
+        # Root causes first: a parent_quarantined row follows from a fault already counted.
         lines.append("  most frequent quarantine reasons: " + ", ".join(f"{f} {r} ×{n}" for f, r, n in top_reasons))
     return "\n".join(lines)

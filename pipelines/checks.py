@@ -2,8 +2,10 @@
 harmonisation, and sudden drops between a site's exports. Each result carries the number of violating rows
 (numerator), the number of rows checked (denominator) and the SQL that lists the violations.
 
-Blocking checks are those whose failure means the registry is corrupt: metrics and the analysts' file are
-then not refreshed in that run. A sudden drop in rows may be a real correction by the site, so it warns."""
+Blocking checks are those whose failure means the registry is corrupt or would lose data: metrics and the
+analysts' file are then not refreshed in that run. A site that would vanish from the published registry, or a
+file that lost more than the configured share of its rows, blocks too: an unmounted share or a half-copied
+export must never replace the registry. Removing a site on purpose is explicit (ketreg/landing/retired.py)."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 import dagster as dg
 import duckdb
 
+from ketreg.landing.retired import retired_sites
 from ketreg.registry.range_rules import violation_predicates
 from ketreg.warehouse.connection import scalar
 from pipelines.resources import RegistrySettings
@@ -26,8 +29,16 @@ class RegistryCheck:
     name: str
     description: str
     violations_sql: ViolationsSQL
-    checked_sql: str  # counts the rows checked
+    checked_sql: str | ViolationsSQL  # counts the rows checked
     blocking: bool = True
+    # When set, a failure's description names the values of this column of the violating rows (e.g. sites)
+    # and says how to resolve it, so the operator reads the reason in the run's failure, not only in SQL.
+    names_column: str | None = None
+    remedy: str = ""
+
+    def checked_query(self, con: duckdb.DuckDBPyConnection, settings: RegistrySettings) -> str:
+        """The SQL that counts the rows checked (the denominator)."""
+        return self.checked_sql if isinstance(self.checked_sql, str) else self.checked_sql(con, settings)
 
 
 def _fixed(sql: str) -> ViolationsSQL:
@@ -95,6 +106,54 @@ def _row_drop(con: duckdb.DuckDBPyConnection, settings: RegistrySettings) -> str
         WHERE cur.recency = 1 AND cur.rows_read < (1 - {settings.max_row_drop_share}) * prev.rows_read"""
 
 
+# The published registry's rows per site, copied into the working database when a check needs them, so the
+# check's SQL runs on the working database alone (and can be run again from the quality history).
+PUBLISHED_SITES = "publish_guard.published_sites"
+
+
+def _snapshot_published_sites(con: duckdb.DuckDBPyConnection, settings: RegistrySettings) -> None:
+    """Refresh PUBLISHED_SITES from the analysts' file as it is now (no rows when nothing is published yet)."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS publish_guard")
+    con.execute(f"CREATE OR REPLACE TABLE {PUBLISHED_SITES} (site_id VARCHAR, rows_published BIGINT)")
+    path = settings.analyst_db_path
+    if not path.exists():
+        return
+    try:
+        con.execute("ATTACH ? AS published (READ_ONLY)", [str(path.resolve())])
+    except duckdb.Error as exc:
+        raise dg.Failure(
+            description=f"cannot read the published registry {path.resolve()} to compare with this run "
+            f"(is it open read-write elsewhere?): {type(exc).__name__}; nothing was published"
+        ) from exc
+    try:
+        tables = {row[0] for row in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'published' AND schema_name = 'main'"
+        ).fetchall()}
+        if "file_counts" in tables:
+            con.execute(f"INSERT INTO {PUBLISHED_SITES} SELECT site_id, sum(rows_in_registry) "
+                        "FROM published.main.file_counts WHERE is_current_export GROUP BY site_id")
+        elif "exports" in tables:  # an older or reduced registry: a current export counts as data
+            con.execute(f"INSERT INTO {PUBLISHED_SITES} SELECT DISTINCT site_id, 1 "
+                        "FROM published.main.exports WHERE is_current")
+    finally:
+        con.execute("DETACH published")
+
+
+def _vanished_sites(con: duckdb.DuckDBPyConnection, settings: RegistrySettings) -> str:
+    _snapshot_published_sites(con, settings)
+    retired = [site.replace("'", "''") for site in retired_sites(settings.landing_path, settings.retired_sites)]
+    retired_list = "[" + ", ".join(f"'{site}'" for site in retired) + "]::VARCHAR[]"
+    return f"""
+        WITH this_run AS (
+            SELECT site_id, sum(rows_in_registry) AS rows_in_registry FROM registry.file_counts
+            WHERE is_current_export GROUP BY site_id)
+        SELECT published.site_id, published.rows_published, coalesce(this_run.rows_in_registry, 0) AS rows_this_run
+        FROM {PUBLISHED_SITES} AS published LEFT JOIN this_run USING (site_id)
+        WHERE published.rows_published > 0 AND coalesce(this_run.rows_in_registry, 0) = 0
+          AND NOT list_contains({retired_list}, published.site_id)
+        ORDER BY published.site_id"""
+
+
 CHECKS = (
     RegistryCheck(
         "file_counts",
@@ -116,7 +175,19 @@ CHECKS = (
         "no file of a site's current export lost more than the configured share of its previous export's rows",
         _row_drop,
         "SELECT count(*) FROM registry.file_counts WHERE is_current_export",
-        blocking=False,
+        names_column="site_id",
+        remedy="if the site really removed those rows, move its older export out of the landing folder; "
+        "otherwise ask the site for a complete export (max_row_drop_share sets the share)",
+    ),
+    RegistryCheck(
+        "file_counts",
+        "no_site_vanished",
+        "no site with data in the published registry loses all of it, unless retired on purpose",
+        _vanished_sites,
+        f"SELECT count(*) FROM {PUBLISHED_SITES} WHERE rows_published > 0",
+        names_column="site_id",
+        remedy="nothing was published; if the landing folder is right and the site is to leave the registry, "
+        "retire it: `ketreg run --retire-site SITE` or a file named RETIRED in landing/SITE/",
     ),
     _primary_key("patients", "patient_key"),
     _primary_key("infusions", "infusion_key"),
@@ -155,11 +226,19 @@ def _asset_check(check: RegistryCheck) -> dg.AssetChecksDefinition:
         with settings.working_db() as con:
             violations_sql = check.violations_sql(con, settings).strip()
             violations = scalar(con, f"SELECT count(*) FROM ({violations_sql})")
-            checked = scalar(con, check.checked_sql)
+            checked = scalar(con, check.checked_query(con, settings))
+            named = []
+            if violations and check.names_column:
+                named = [row[0] for row in con.execute(
+                    f"SELECT DISTINCT {check.names_column} FROM ({violations_sql}) ORDER BY 1 LIMIT 20"
+                ).fetchall()]
+        description = f"{violations} of {checked} rows violate: {check.description}"
+        if named:
+            description += f" ({check.names_column}: {', '.join(map(str, named))}); {check.remedy}"
         return dg.AssetCheckResult(
             passed=violations == 0,
             severity=dg.AssetCheckSeverity.ERROR if check.blocking else dg.AssetCheckSeverity.WARN,
-            description=f"{violations} of {checked} rows violate: {check.description}",
+            description=description,
             metadata={
                 "numerator": violations,
                 "denominator": checked,

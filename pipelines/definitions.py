@@ -11,7 +11,9 @@ from pipelines.assets.reports import reports_assets
 from pipelines.assets.site_private import site_private_assets
 from pipelines.assets.staging import stage_exports
 from pipelines.checks import registry_checks
+from pipelines.conventions import with_conventions
 from pipelines.jobs import registry_job
+from pipelines.quality_checks import great_expectations_checks
 from pipelines.resources import default_resources
 from pipelines.schedules import nightly_rebuild
 from pipelines.sensors import landing_sensor
@@ -26,8 +28,8 @@ def build_definitions(resources: dict[str, dg.ConfigurableResource] | None = Non
     """The Definitions with the given resources (the environment's defaults when None): `ketreg run` and
     the tests bind their own paths and key this way."""
     return dg.Definitions(
-        assets=ALL_ASSETS,
-        asset_checks=registry_checks,
+        assets=with_conventions(ALL_ASSETS),
+        asset_checks=[*registry_checks, great_expectations_checks],
         jobs=[registry_job],
         sensors=[landing_sensor],
         schedules=[nightly_rebuild],

@@ -10,6 +10,7 @@ import dagster as dg
 import duckdb
 
 from ketreg.landing.limits import LandingLimits, load_limits
+from ketreg.landing.mapping import default_sites_dir
 from ketreg.registry.pseudonym import key_from_environment
 from ketreg.warehouse.connection import connect
 from schemas.protocol import Protocol, load_protocol
@@ -26,8 +27,14 @@ class RegistrySettings(dg.ConfigurableResource):
     limits_file: str = ""
     # The sensor leaves an export alone until its files have been still this long (a copy in progress).
     landing_settle_seconds: float = 60.0
-    # A site's current export with fewer rows than (1 − this share) × its previous export raises a warning.
+    # A site's current export with fewer rows than (1 − this share) × its previous export stops publishing
+    # (blocking check `no_sudden_row_drop`).
     max_row_drop_share: float = 0.2
+    # Sites whose data may leave the published registry in this run (`ketreg run --retire-site`); a
+    # `RETIRED` file in a site's landing folder does the same durably (ketreg/landing/retired.py).
+    retired_sites: list[str] = []  # noqa: RUF012 (pydantic copies field defaults per instance)
+    # The sites' mapping files (`<site_id>.yaml`); empty = $KETREG_SITES_DIR, else the repository's `sites/`.
+    sites_dir: str = ""
     # The quality dashboard and Great Expectations Data Docs; empty = a `reports` folder beside `analyst_db`.
     reports_dir: str = ""
 
@@ -46,6 +53,10 @@ class RegistrySettings(dg.ConfigurableResource):
         analyst = self.analyst_db_path
         # Named <stem>_work so its DuckDB catalog name never collides with the schemas inside it.
         return analyst.with_name(f"{analyst.stem}_work.duckdb")
+
+    @property
+    def sites_path(self) -> Path:
+        return Path(self.sites_dir) if self.sites_dir else default_sites_dir()
 
     @property
     def reports_path(self) -> Path:
@@ -87,6 +98,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             landing_dir=os.environ.get("KETREG_LANDING", "demo/landing"),
             analyst_db=os.environ.get("KETREG_DB", "demo/registry.duckdb"),
             protocol_file=os.environ.get("KETREG_PROTOCOL", ""),
+            sites_dir=os.environ.get("KETREG_SITES_DIR", ""),
         ),
         "pseudonym_key": PseudonymKey(),
     }

@@ -5,6 +5,7 @@ import json
 
 import dagster as dg
 
+from ketreg.landing.retired import TOMBSTONE, landing_is_empty, tombstoned_sites
 from ketreg.landing.signature import export_signatures
 from pipelines.jobs import registry_job
 from pipelines.resources import RegistrySettings
@@ -16,8 +17,15 @@ def landing_sensor(context: dg.SensorEvaluationContext, settings: RegistrySettin
     made of what changed means a changed export gets a new run, and a re-evaluation never a duplicate."""
     if not settings.landing_path.is_dir():
         return dg.SensorResult(skip_reason=dg.SkipReason(f"landing folder {settings.landing_dir} does not exist"))
+    if landing_is_empty(settings.landing_path):
+        # An unmounted share looks like this; a run would only be refused by the publish guard.
+        return dg.SensorResult(skip_reason=dg.SkipReason(
+            f"landing folder {settings.landing_dir} is empty (an unmounted share or a wrong path?); no run"
+        ))
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    current = export_signatures(settings.landing_path, settings.landing_settle_seconds)
+    current = export_signatures(settings.landing_path, settings.landing_settle_seconds, settings.sites_path)
+    # A RETIRED file is a change too: the run it starts removes the site on purpose.
+    current.update({f"{site}/{TOMBSTONE}": "retired" for site in tombstoned_sites(settings.landing_path)})
     changed = sorted(label for label, signature in current.items() if seen.get(label) != signature)
     removed = sorted(set(seen) - set(current))
     if not changed and not removed:

@@ -42,13 +42,26 @@ class Protocol:
         return asdict(self)
 
 
+def _read_yaml(path: Path) -> object:
+    """The parsed protocol file; a missing, unreadable or malformed file is a ProtocolError naming the file
+    and, for YAML syntax, the line and column (a typo is the operator's to fix, not a crash)."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ProtocolError(f"protocol file {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"protocol file {path} cannot be read: {type(exc).__name__}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ProtocolError(f"protocol file {path}{where}: {problem}; fix the YAML syntax") from exc
+
+
 def load_protocol(path: Path | str | None = None) -> Protocol:
     """Read and check a protocol file; the study's protocol when no path is given."""
     path = Path(path) if path else DEFAULT_PROTOCOL_FILE
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ProtocolError(f"protocol file {path} does not exist") from exc
+    raw = _read_yaml(path)
     try:
         protocol = Protocol(
             name=str(raw["name"]),
@@ -66,6 +79,9 @@ def load_protocol(path: Path | str | None = None) -> Protocol:
         raise ProtocolError(
             f"protocol file {path} lacks the setting {exc}; compare with {DEFAULT_PROTOCOL_FILE}"
         ) from exc
+    except ValueError as exc:
+        raise ProtocolError(f"protocol file {path}: a setting is not a number ({exc}); compare with "
+                            f"{DEFAULT_PROTOCOL_FILE}") from exc
     if not (0 < protocol.first_infusion_max_rate_mg_h <= protocol.max_rate_mg_h <= protocol.plausible_max_rate_mg_h):
         raise ProtocolError(
             f"protocol file {path}: rates must satisfy 0 < first-infusion maximum ≤ maximum ≤ plausibility limit"
@@ -108,10 +124,7 @@ class MetricSettings:
 def load_metric_settings(path: Path | str | None = None) -> MetricSettings:
     """The `metrics:` section of a protocol file (the default file's when that file has none)."""
     path = Path(path) if path else DEFAULT_PROTOCOL_FILE
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ProtocolError(f"protocol file {path} does not exist") from exc
+    raw = _read_yaml(path)
     section = raw.get("metrics") if isinstance(raw, dict) else None
     if section is None and path != DEFAULT_PROTOCOL_FILE:
         # A site protocol written before the metrics existed: summarise it the registry's default way.
@@ -147,6 +160,8 @@ def load_metric_settings(path: Path | str | None = None) -> MetricSettings:
             f"protocol file {path} lacks the metrics setting {exc}; compare with the `metrics:` section of "
             f"{DEFAULT_PROTOCOL_FILE}"
         ) from exc
+    except ValueError as exc:
+        raise ProtocolError(f"protocol file {path}: a metrics setting is not a number ({exc})") from exc
     problems = [
         message
         for failed, message in (

@@ -73,6 +73,7 @@ def test_onboarding_walkthrough_works_as_written(
     monkeypatch.chdir(tmp_path)
     # The page's mapping goes into the clone's sites/ folder; here a fresh one stands in for it.
     monkeypatch.setenv("KETREG_SITES_DIR", str(tmp_path / "sites"))
+    (tmp_path / "sites").mkdir()  # as the clone's sites/ exists (a missing mapping folder is a usage error)
     for number, step in enumerate(_steps(), start=1):
         body, args = step["body"], dict(a.split("=", 1) if "=" in a else (a, "") for a in step["args"].split())
         if step["kind"] == "file":

@@ -164,7 +164,7 @@ def test_a_blocking_check_failure_stops_publishing_and_names_the_check(tmp_path:
 
 
 @pytest.mark.slow
-def test_export_changes_show_what_a_site_lost_and_the_drop_check_warns(tmp_path: Path) -> None:
+def test_export_changes_show_what_a_site_lost_and_the_drop_check_blocks(tmp_path: Path) -> None:
     landing = tmp_path / "landing"
     write_export(landing, "site_a", export_id="2026-10-01")
     rows = canonical_rows()
@@ -172,11 +172,15 @@ def test_export_changes_show_what_a_site_lost_and_the_drop_check_warns(tmp_path:
     rows["patients"][0]["weight_kg"] = "72"
     write_export(landing, "site_a", export_id="2026-11-01", rows=rows)
     run = run_registry(landing, tmp_path / "out")
-    assert run.success  # a drop is a warning, not a failure
+    assert not run.success  # a drop beyond max_row_drop_share stops publishing
+    assert any("no_sudden_row_drop" in failure and "site_a" in failure for failure in run.failures)
+    assert not run.analyst_db.exists()
+    # The working store still shows the data manager what changed.
     changes = dict(
         (file_name, (added, removed, changed, columns))
-        for file_name, added, removed, changed, columns in run.query(
-            "SELECT file_name, rows_added, rows_removed, rows_changed, columns_changed FROM export_changes"
+        for file_name, added, removed, changed, columns in query_db(
+            run.work_db,
+            "SELECT file_name, rows_added, rows_removed, rows_changed, columns_changed FROM registry.export_changes",
         )
     )
     assert changes["assessments.csv"][:3] == (0, 3, 0)

@@ -734,27 +734,6 @@ def test_no_table_has_an_identifier_like_column(scenario: RegistryRun, database:
     assert columns & _identifier_columns() == set()
 
 
-@pytest.mark.slow
-def test_generated_identifier_column_is_named_and_its_values_are_never_written(faulty: RegistryRun):
-    (fault,) = [f for f in faulty.manifest if f["kind"] == "identifier_column"]
-    path = faulty.landing / fault["site_id"] / fault["export_id"] / fault["file"]
-    values = {row[fault["column"]] for row in csv_rows(path) if row[fault["column"]]}
-    assert values
-
-    assert faulty.query_work(
-        "SELECT identifier_columns_dropped FROM site_private.file_columns "
-        "WHERE site_id = ? AND export_id = ? AND file_name = ?",
-        [fault["site_id"], fault["export_id"], fault["file"]],
-    ) == [([fault["column"]],)]
-    assert faulty.query(
-        "SELECT identifier_columns_dropped_count FROM file_counts WHERE site_id = ? AND export_id = ? "
-        "AND file_name = ?",
-        [fault["site_id"], fault["export_id"], fault["file"]],
-    ) == [(1,)]
-    for database in (faulty.analyst_db, faulty.work_db):
-        assert _cells_mentioning(database, values, skip=set()) == [], database
-
-
 def test_identifier_like_columns_are_named_in_the_working_store_and_counted_for_analysts(scenario: RegistryRun):
     dropped = scenario.query_work(
         "SELECT file_name, identifier_columns_dropped FROM site_private.file_columns WHERE site_id = 'identified' "
@@ -840,18 +819,20 @@ def test_cli_run_with_an_impossible_protocol_file_exits_2(
     assert "protocol.yaml" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_cli_run_exits_1_when_the_run_fails_and_leaves_no_analysts_database(
+def test_cli_run_with_a_db_where_no_file_can_be_made_exits_2_before_running(
     tmp_path: Path, export_writer: ExportWriter, pseudonym_key: str, capsys
 ):
+    # A failed run (exit 1) is covered in test_no_accidental_loss.py; a path that cannot hold the database
+    # is the operator's to fix and is caught before any step runs.
     export_writer(tmp_path / "landing", "steady")
     (tmp_path / "not-a-folder").write_text("a file where the databases' folder should be", encoding="utf-8")
     db = tmp_path / "not-a-folder" / "registry.duckdb"
 
     code = cli.main(["run", "--landing", str(tmp_path / "landing"), "--db", str(db)])
 
-    assert code == 1
-    assert "the run failed" in capsys.readouterr().err
+    assert code == 2
+    assert "cannot be created" in capsys.readouterr().err
+    assert not db.exists()
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 from ketreg.landing import messages
 from ketreg.landing.limits import LandingLimits, LimitExceeded, load_limits
 from ketreg.landing.mapping import MappingError, SiteMapping, default_sites_dir, load_mapping, mapping_path
+from ketreg.landing.retired import retired_sites
 from ketreg.landing.safe_files import (
     NotARegularEntry,
     entry_problem,
@@ -100,6 +101,7 @@ class LandingExport:
 class LandingScan:
     exports: list[LandingExport]
     ignored_entries: list[str]
+    retired_sites: list[str] = field(default_factory=list)  # their exports are not read (ketreg.landing.retired)
 
 
 def file_sha256(path: Path) -> str:
@@ -283,26 +285,43 @@ def scan_export(site_id: str, path: Path, sites_dir: Path | None = None,
     return _scan_one(export)
 
 
-def scan_landing(landing: Path, sites_dir: Path | None = None, limits: LandingLimits | None = None) -> LandingScan:
+def scan_landing(
+    landing: Path,
+    sites_dir: Path | None = None,
+    limits: LandingLimits | None = None,
+    retired: list[str] | tuple[str, ...] = (),
+) -> LandingScan:
     """Every export under `landing`, sorted by site then export id (time order). A site with a mapping file
     in `sites_dir` (default: `default_sites_dir()`) is read through it; a broken mapping rejects the site's
     exports, naming the problem. Only real folders and files are read: a link, device or FIFO at any level
-    is reported and never opened."""
+    is reported and never opened. A retired site's exports (a `RETIRED` file in its folder, or named in
+    `retired`) are not read. Every entry that is not `<site>/<export>/<file>` is listed in `ignored_entries`."""
     if not landing.is_dir():
         raise FileNotFoundError(f"landing folder {landing} does not exist")
     sites_dir = default_sites_dir() if sites_dir is None else sites_dir
     limits = limits or load_limits()
     exports: list[LandingExport] = []
     ignored: list[str] = []
+    retired_now = retired_sites(landing, retired)
     for site_dir in sorted(landing.iterdir()):
         if site_dir.name.startswith("."):
             continue
         shown = messages.name(site_dir.name)
         problem = entry_problem(site_dir, want_dir=True)
+        if problem == "is a file, not a folder":
+            ignored.append(f"{shown}: a file directly in the landing folder (exports go in "
+                           "<site_id>/<export_id>/); not read")
+            continue
         if problem is not None or not SITE_ID.fullmatch(site_dir.name):
             why = problem or f"is not a site folder (site ids match {SITE_ID.pattern})"
             ignored.append(f"{shown}: {why}; not read")
             continue
+        if site_dir.name in retired_now:
+            ignored.append(f"{shown}: site retired (RETIRED file or --retire-site); its exports are not read")
+            continue
+        site_entries = list_dir(site_dir)
+        if not any(entry_problem(e, want_dir=True) is None and not e.name.startswith(".") for e in site_entries):
+            ignored.append(f"{shown}: a site folder without export folders (<site>/<export>/<file>)")
         mapping: SiteMapping | None = None
         mapping_problem: str | None = None
         found = mapping_path(sites_dir, site_dir.name)
@@ -311,22 +330,23 @@ def scan_landing(landing: Path, sites_dir: Path | None = None, limits: LandingLi
                 mapping = load_mapping(found, site_dir.name, limits.max_mapping_bytes)
             except MappingError as exc:
                 mapping_problem = str(exc)
-        for export_dir in list_dir(site_dir):
+        for export_dir in site_entries:
             if export_dir.name.startswith("."):
+                continue
+            problem = entry_problem(export_dir, want_dir=True)
+            if problem == "is a file, not a folder":
+                ignored.append(f"{shown}/{messages.name(export_dir.name)}: a file directly in the site folder "
+                               f"(exports go in {shown}/<export_id>/); not read")
                 continue
             if not EXPORT_ID.fullmatch(export_dir.name):
                 ignored.append(f"{shown}/{messages.name(export_dir.name)}: not an export folder; not read")
                 continue
             export = LandingExport(site_id=site_dir.name, export_id=export_dir.name, path=export_dir,
                                    mapping=mapping, limits=limits, link_free_levels=3)
-            problem = entry_problem(export_dir, want_dir=True)
             if problem is not None:
-                if os.path.islink(export_dir) or not export_dir.is_file():
-                    # A linked or special export folder is a rejected export the site is told about.
-                    export.reject(f"{export.label} {problem}")
-                    exports.append(export)
-                else:
-                    ignored.append(f"{shown}/{messages.name(export_dir.name)}: not an export folder; not read")
+                # A linked or special export folder is a rejected export the site is told about.
+                export.reject(f"{export.label} {problem}")
+                exports.append(export)
                 continue
             if mapping_problem is not None:
                 export.reject(f"{export.label}: the site's mapping cannot be used: {mapping_problem}")
@@ -335,4 +355,4 @@ def scan_landing(landing: Path, sites_dir: Path | None = None, limits: LandingLi
             exports.append(_scan_one(export))
     if len(ignored) > messages.MAX_NAMES_SHOWN:
         ignored = [*ignored[: messages.MAX_NAMES_SHOWN], f"… and {len(ignored) - messages.MAX_NAMES_SHOWN:,} more"]
-    return LandingScan(exports=exports, ignored_entries=ignored)
+    return LandingScan(exports=exports, ignored_entries=ignored, retired_sites=retired_now)

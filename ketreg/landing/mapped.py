@@ -261,7 +261,7 @@ def _rows_of(part: TablePart, src: SourceFrame) -> pl.DataFrame:
 
 def _map_part(
     part: TablePart, src: SourceFrame, table: TableContract, mapping: SiteMapping, weights: pl.DataFrame | None,
-    where: str, problems: _Problems, used: set[str], absent: list[str],
+    where: str, problems: _Problems, used: set[str], absent: list[str], skipped: list[int],
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     rows = _rows_of(part, src)
     specs: dict[str, ColumnSpec | None] = {}
@@ -312,6 +312,13 @@ def _map_part(
             for column, spec in specs.items()
         ]
     )
+    if part.skip_if_empty:
+        # A selected row with nothing in the tested columns holds no record of this table (a REDCap event row
+        # without its score): skipped, and counted in a notice, never dropped silently.
+        empty = pl.all_horizontal([pl.col(c).is_null() for c in part.skip_if_empty])
+        keep = texts.select(~empty).to_series()
+        skipped.append(int((~keep).sum()))
+        rows, texts = rows.filter(keep), texts.filter(keep)
     columns: dict[str, pl.Series] = {}
     for column, spec in specs.items():
         values = texts[column]
@@ -345,9 +352,11 @@ def _unused(
     for column in src.header:
         if column in used or (mapping.format == "redcap" and column in (*REDCAP_FIELDS, "redcap_data_access_group")):
             continue
-        if any(fnmatch.fnmatchcase(column, pattern) for pattern in ignore):
-            continue
-        (identifiers if looks_like_identifier(column) else unused).append(column)
+        if looks_like_identifier(column):
+            # Before `ignore`: ignoring a column must not hide that a name or MRN left the hospital.
+            identifiers.append(column)
+        elif not any(fnmatch.fnmatchcase(column, pattern) for pattern in ignore):
+            unused.append(column)
     return identifiers, unused
 
 
@@ -415,9 +424,17 @@ def read_mapped_export(folder: Path, site_id: str, export_id: str, mapping: Site
             ignores[key] = (*ignores[key], *part.ignore)
             weights = _weights(frames.get("patients")) if table.name == "infusions" else None
             absent: list[str] = []
-            built, fails = _map_part(part, src, table, mapping, weights, where, problems, used[key], absent)
+            skipped: list[int] = []
+            built, fails = _map_part(part, src, table, mapping, weights, where, problems, used[key], absent,
+                                     skipped)
             if built.width == 0:
                 continue  # no recognisable header: already a problem
+            absent = [c for c in absent if c not in part.not_recorded]
+            if sum(skipped):
+                result.notices.append(
+                    f"{where}/{src.label}: {sum(skipped)} row(s) selected for {table.file_name} ({part.where}.rows) "
+                    f"had {', '.join(part.skip_if_empty)} all empty and were skipped (skip_if_empty)"
+                )
             if absent:
                 result.notices.append(
                     f"{where}/{src.label}: optional column(s) {', '.join(absent)} of {table.file_name} have no "

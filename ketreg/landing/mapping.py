@@ -39,7 +39,8 @@ _TOP_KEYS = {
     "site", "format", "encoding", "delimiter", "quote", "decimal_comma", "date_format", "datetime_format",
     "timezone", "source_timezone", "missing_codes", "file", "tables", "ignore",
 }
-_PART_KEYS = {"file", "sheet", "rows", "columns", "ignore"}
+_PART_KEYS = {"file", "sheet", "rows", "columns", "ignore", "not_recorded"}
+_ROWS_KEYS = {"event", "instrument", "skip_if_empty"}
 _COLUMN_KEYS = {
     "from", "constant", "template", "any_checked", "values", "unmapped", "unit", "format", "round", "missing_codes",
 }
@@ -108,6 +109,11 @@ class TablePart:
     instrument: str | None = None  # REDCap: redcap_repeat_instrument; "" = the non-repeating rows
     columns: dict[str, ColumnSpec] = field(default_factory=dict)
     ignore: tuple[str, ...] = ()
+    # Rows whose listed contract columns are all empty are skipped (and counted in a notice), e.g. a REDCap
+    # event row that holds no baseline score. Empty: no row is skipped.
+    skip_if_empty: tuple[str, ...] = ()
+    # Optional contract columns the site does not record: no "read as empty" notice for them.
+    not_recorded: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -232,9 +238,14 @@ def _table_part(mapping_format: str, table: str, raw: Any, where: str, problems:
     if mapping_format == "excel" and not raw.get("sheet"):
         problems.append(f"{where}: name the sheet that holds {table} (sheet: …)")
     rows = raw.get("rows") or {}
-    if mapping_format == "redcap" and not isinstance(rows, dict):
-        problems.append(f"{where}.rows: expected event and/or instrument")
+    if not isinstance(rows, dict):
+        problems.append(f"{where}.rows: expected event, instrument and/or skip_if_empty")
         rows = {}
+    for key in sorted(set(rows) - _ROWS_KEYS):
+        problems.append(f"{where}.rows: unknown key '{key}' (known: {', '.join(sorted(_ROWS_KEYS))})")
+    if mapping_format != "redcap" and (rows.get("event") is not None or rows.get("instrument") is not None):
+        problems.append(f"{where}.rows: event and instrument select REDCap rows; this mapping's format is "
+                        f"{mapping_format}")
     contract = TABLES_BY_NAME[table]
     columns_raw = raw.get("columns") or {}
     if not isinstance(columns_raw, dict):
@@ -250,6 +261,16 @@ def _table_part(mapping_format: str, table: str, raw: Any, where: str, problems:
             continue
         columns[column] = _column_spec(table, column, spec, f"{where}.columns.{column}", problems)
     instrument = rows.get("instrument")
+    skip_if_empty = _skip_if_empty(rows.get("skip_if_empty"), contract, columns, f"{where}.rows.skip_if_empty",
+                                   problems)
+    not_recorded = _text_list(raw.get("not_recorded"), f"{where}.not_recorded", problems)
+    for column in not_recorded:
+        if column not in contract.columns:
+            problems.append(f"{where}.not_recorded: '{column}' is not a column of {contract.file_name}")
+        elif column in contract.required_columns:
+            problems.append(f"{where}.not_recorded: {column} is required by the contract; every site must send it")
+        elif column in columns:
+            problems.append(f"{where}.not_recorded: {column} is also mapped under {where}.columns; keep one")
     return TablePart(
         table,
         where,
@@ -259,12 +280,34 @@ def _table_part(mapping_format: str, table: str, raw: Any, where: str, problems:
         instrument=None if instrument is None else str(instrument),
         columns=columns,
         ignore=_text_list(raw.get("ignore"), f"{where}.ignore", problems),
+        skip_if_empty=skip_if_empty,
+        not_recorded=not_recorded,
     )
+
+
+def _skip_if_empty(value: Any, contract: Any, columns: dict[str, ColumnSpec], where: str,
+                   problems: list[str]) -> tuple[str, ...]:
+    """`true`: every mapped column read from the site's data except the ids and references (they are filled on
+    every row of a REDCap record); or a list of contract columns."""
+    if value is None or value is False:
+        return ()
+    if value is True:
+        keys = {contract.record_id, *(c for ref in contract.references for c in ref.columns)}
+        chosen = tuple(c for c, spec in columns.items()
+                       if c not in keys and (spec.source is not None or spec.any_checked is not None))
+        if not chosen:
+            problems.append(f"{where}: no mapped column besides the ids to test; list the columns instead")
+        return chosen
+    chosen = _text_list(value, where, problems)
+    for column in chosen:
+        if column not in contract.columns:
+            problems.append(f"{where}: '{column}' is not a column of {contract.file_name}")
+    return chosen
 
 
 def load_mapping(path: Path, site_id: str, max_bytes: int = 1 << 20) -> SiteMapping:
     """Read and check `path` (at most `max_bytes`, no YAML aliases); raise MappingError listing every
-    problem found."""
+    problem found, with the line and column PyYAML gives."""
     label = f"sites/{path.name}"
     try:
         with path.open("rb") as handle:
@@ -274,9 +317,13 @@ def load_mapping(path: Path, site_id: str, max_bytes: int = 1 << 20) -> SiteMapp
     if len(content) > max_bytes:
         raise MappingError(f"{label}: larger than {max_bytes:,} bytes (max_mapping_bytes in config/limits.yaml)")
     try:
-        raw = yaml.load(content.decode("utf-8"), Loader=_NoAliasLoader)  # a SafeLoader subclass
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise MappingError(f"{label}: not a readable YAML file ({str(exc).splitlines()[0][:200]})") from exc
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MappingError(f"{label}: not UTF-8 text (byte {exc.start}); save the mapping file as UTF-8") from exc
+    try:
+        raw = yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise MappingError(f"{label}: {_yaml_error(exc, text)}") from exc
     if not isinstance(raw, dict):
         raise MappingError(f"{label}: expected keys such as format and tables ({MAPPING_DOC})")
     problems: list[str] = []
@@ -321,7 +368,8 @@ def load_mapping(path: Path, site_id: str, max_bytes: int = 1 << 20) -> SiteMapp
         if table.required_in_export and table.name not in tables:
             problems.append(f"tables: {table.name} is missing; every export needs it")
     if problems:
-        raise MappingError(f"{label}: " + "; ".join(problems) + f" (see {MAPPING_DOC})")
+        lines = _key_lines(text)
+        raise MappingError(f"{label}: " + "; ".join(_located(p, lines) for p in problems) + f" (see {MAPPING_DOC})")
     return SiteMapping(
         site_id=site_id,
         path=path,
@@ -340,6 +388,75 @@ def load_mapping(path: Path, site_id: str, max_bytes: int = 1 << 20) -> SiteMapp
         ignore=_text_list(raw.get("ignore"), "ignore", problems),
         tables=tables,
     )
+
+
+def _yaml_error(exc: yaml.YAMLError, text: str) -> str:
+    """PyYAML's own words with the line, column and the key path the error sits under, e.g.
+    `line 12, column 20 (under tables.patients.columns): mapping values are not allowed here`."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    hint = ""
+    if "mapping values are not allowed" in problem or "found character" in problem:
+        hint = "; a column name with ':', '?', '#' or a leading '-' must be quoted, e.g. \"Pain score?\""
+    if mark is None:
+        return f"not valid YAML: {problem}{hint}"
+    path = _path_above(text.splitlines(), mark.line)
+    under = f" (under {path})" if path else ""
+    return f"not valid YAML at line {mark.line + 1}, column {mark.column + 1}{under}: {problem}{hint}"
+
+
+def _path_above(lines: list[str], line: int) -> str:
+    """The keys enclosing `line` of a block-style YAML file, found by indentation (the parser stopped there,
+    so there is no tree to ask)."""
+    keys: list[str] = []
+    indent = len(lines[line]) - len(lines[line].lstrip()) if line < len(lines) else 0
+    for text in reversed(lines[:line]):
+        stripped = text.lstrip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        own = len(text) - len(stripped)
+        if own < indent and ":" in stripped:
+            keys.append(stripped.removeprefix("- ").split(":", 1)[0].strip().strip("'\""))
+            indent = own
+        if own == 0:
+            break
+    return ".".join(reversed(keys))
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Line (1-based) of every key path of the file (`tables.patients.columns.sex`, `tables.patients[1]`)."""
+    lines: dict[str, int] = {}
+
+    def walk(node: yaml.Node, path: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = f"{path}.{key.value}" if path else str(key.value)
+                lines.setdefault(child, key.start_mark.line + 1)
+                walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                child = f"{path}[{index}]"
+                lines.setdefault(child, item.start_mark.line + 1)
+                walk(item, child)
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, "")
+    return lines
+
+
+def _located(problem: str, lines: dict[str, int]) -> str:
+    """The problem with the line of the deepest key path it names (`tables.x.columns.y: …` → `… (line 14)`)."""
+    path = problem.split(":", 1)[0].split(" ", 1)[0]
+    parts = path.split(".")
+    for end in range(len(parts), 0, -1):
+        found = lines.get(".".join(parts[:end]))
+        if found is not None:
+            return f"line {found}: {problem}"
+    return problem
 
 
 def _check_zone(zone: str, key: str, problems: list[str]) -> None:

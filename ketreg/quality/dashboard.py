@@ -15,9 +15,11 @@ import duckdb
 from ketreg.privacy.settings import load_privacy_settings
 from ketreg.privacy.shared_metrics import suppressed_metrics
 from ketreg.quality import svg
+from ketreg.quality.landing_section import landing_section
 from ketreg.quality.patient_flow import patient_flow_section
 from ketreg.quality.rules import KAHN_CATEGORIES
 from ketreg.quality.site_pages import site_pages_section
+from ketreg.staging.fix_list import CASCADE_RULE
 from ketreg.warehouse.connection import scalar, sql_text
 
 DASHBOARD_FILE = "index.html"
@@ -108,7 +110,9 @@ def _quarantine(con: duckdb.DuckDBPyConnection) -> str:
     for r in reasons:
         by_rule[f"{r['file_name'].removesuffix('.csv')}: {r['rule']}"][r["site_id"]] += r["quarantined_rows"]
     colours = {site: svg.PALETTE[i % len(svg.PALETTE)] for i, site in enumerate(sites)}
-    ordered = sorted(by_rule.items(), key=lambda item: -sum(item[1].values()))[:_TOP_REASONS]
+    # Root causes first: a cascade (parent_quarantined) follows from rows already counted above it.
+    ordered = sorted(by_rule.items(), key=lambda item: (item[0].endswith(CASCADE_RULE), -sum(item[1].values())))
+    ordered = ordered[:_TOP_REASONS]
     bars = [
         svg.StackedBar(rule, tuple((site, counts.get(site, 0), colours[site]) for site in sites))
         for rule, counts in ordered
@@ -192,7 +196,8 @@ def _checks(checks: list[dict[str, Any]], changes: dict[str, str], dagster_url: 
     checks = sorted(checks, key=lambda c: (c["passed"], order.get(c["category"], 9), c["site_id"], c["check_id"]))
     rows = []
     for c in checks:
-        links = [f'<a href="{escape(dagster_url)}/assets/{escape(c["asset_key"])}">{escape(c["asset_key"])}</a>']
+        links = ([f'<a href="{escape(dagster_url)}/assets/{escape(c["asset_key"])}">{escape(c["asset_key"])}</a>']
+                 if dagster_url else [escape(c["asset_key"])])
         if c["data_docs_page"]:
             links.append(f'<a href="{escape(c["data_docs_page"])}">Data Docs</a>')
         rows.append(
@@ -326,8 +331,9 @@ body{font-family:system-ui,sans-serif;margin:0;color:#1a202c;background:#fff}
 header{background:#1a365d;color:#fff;padding:14px 24px}header a{color:#bee3f8}
 nav{padding:6px 24px;background:#edf2f7;position:sticky;top:0;z-index:2}nav a{margin-right:14px}
 main{padding:8px 24px 40px;max-width:1400px}section{margin:26px 0}
-table.data{border-collapse:collapse;font-size:13px;margin:8px 0}
-table.data th,table.data td{border:1px solid #cbd5e0;padding:3px 6px;vertical-align:top;text-align:left}
+table.data{border-collapse:collapse;font-size:13px;margin:8px 0;max-width:100%}
+table.data th,table.data td{border:1px solid #cbd5e0;padding:3px 6px;vertical-align:top;text-align:left;
+overflow-wrap:anywhere}
 table.data th{background:#f7fafc}td.num{text-align:right}
 .pass{color:#276749;font-weight:600}.fail{color:#c53030;font-weight:700}
 .change-new{color:#c53030;font-weight:700}.change-resolved{color:#276749;font-weight:700}
@@ -335,7 +341,8 @@ table.data th{background:#f7fafc}td.num{text-align:right}
 .cards{display:flex;gap:12px;flex-wrap:wrap}.card{border:1px solid #cbd5e0;border-radius:6px;padding:8px 14px}
 .card b{display:block;font-size:22px}.legend span{margin-right:14px}
 .legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}
-details.sql pre{max-width:520px;white-space:pre-wrap;background:#f7fafc;padding:6px;font-size:12px}
+details.sql pre{max-width:360px;white-space:pre-wrap;overflow-wrap:anywhere;background:#f7fafc;padding:6px;
+font-size:12px}
 .empty{color:#4a5568;font-style:italic}svg.chart{max-width:100%;height:auto;display:block}
 """
 
@@ -393,15 +400,17 @@ def render_dashboard(con: duckdb.DuckDBPyConnection, reports_dir: Path, dagster_
         f"<title>ketreg registry quality</title><style>{_STYLE}</style></head><body>"
         f"<header><h1>Registry data quality</h1><p>Generated {generated}, Dagster run <code>{escape(run_id)}</code>. "
         f'<a href="data_docs/index.html">Great Expectations Data Docs</a> · '
-        f'<a href="{escape(dagster_url)}/assets/quality/check_results">Dagster asset quality/check_results</a>'
-        "</p></header>"
-        '<nav><a href="#sites">Sites</a><a href="#intake">Intake</a><a href="#quarantine">Quarantine</a>'
-        '<a href="#deviations">Deviations</a>'
+        + (f'<a href="{escape(dagster_url)}/assets/quality/check_results">Dagster asset quality/check_results</a>'
+           if dagster_url else "Dagster asset quality/check_results")
+        + "</p></header>"
+        '<nav><a href="#sites">Sites</a><a href="#intake">Intake</a><a href="#landing">Not read</a>'
+        '<a href="#quarantine">Quarantine</a><a href="#deviations">Deviations</a>'
         '<a href="#completeness">Completeness</a><a href="#changes">Since last run</a><a href="#checks">Checks</a>'
         '<a href="#metrics">Metrics</a></nav><main>'
         f'<section id="summary"><div class="cards">{cards}</div></section>'
         + site_pages_section(con)
-        + _intake(con) + _quarantine(con) + _deviations(con) + _completeness(checks) + _changes(con, checks)
+        + _intake(con) + landing_section(con)
+        + _quarantine(con) + _deviations(con) + _completeness(checks) + _changes(con, checks)
         + _checks(checks, changes, dagster_url) + metrics_section(con) + patient_flow_section(con)
         + f"</main><script>{_SCRIPT}</script></body></html>"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,5 +35,7 @@ def load_quality_settings(path: Path | str | None = None) -> QualitySettings:
                 )
     return QualitySettings(
         outcome_completeness={t: {c: float(s) for c, s in cols.items()} for t, cols in completeness.items()},
-        dagster_url=str(raw.get("dagster_url", "http://localhost:3000")).rstrip("/"),
+        # Where this registry's Dagster UI runs: KETREG_DAGSTER_URL (a deployment's own address) over the file;
+        # empty means no UI to link to, and the dashboard shows no Dagster links.
+        dagster_url=os.environ.get("KETREG_DAGSTER_URL", str(raw.get("dagster_url") or "")).strip().rstrip("/"),
     )

@@ -12,6 +12,12 @@ ACCEPTED, QUARANTINED, REJECTED = "#2f855a", "#c05621", "#9b2c2c"
 FONT = 'font-family="system-ui, sans-serif" font-size="12"'
 
 
+def text_width(text: str) -> int:
+    """Pixels a label of 12 px system-ui takes, generously (7.5 px a character): labels are never clipped, so a
+    site is always named in full (`site_02_semicolon 2026-11-01 (current)`)."""
+    return int(len(text) * 7.5) + 4
+
+
 def _svg(width: int, height: int, title: str, body: str, kind: str) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" data-chart="{kind}" role="img" '
@@ -30,6 +36,8 @@ class StackedBar:
 def stacked_bars(bars: Sequence[StackedBar], title: str, label_width: int = 170, width: int = 760) -> str:
     """Horizontal stacked bars on one scale, with the parts' values written in them when they fit."""
     row, top = 24, 8
+    label_width = max(label_width, max((text_width(b.label) + 10 for b in bars), default=0))
+    width = max(width, label_width + 520)
     total_max = max((sum(v for _, v, _ in b.parts) for b in bars), default=0) or 1
     plot = width - label_width - 120
     body: list[str] = []
@@ -70,7 +78,8 @@ def heatmap(
 ) -> str:
     """Rows × columns of shares (0–1) with the share written in each cell; a cell below its threshold (the
     second value) gets a red border and a "!" so the failure does not depend on colour alone."""
-    cell_w, cell_h, left, top = 150, 30, 110, 44
+    cell_w, cell_h, top = 150, 30, 44
+    left = max(110, max((text_width(name) + 12 for name in rows), default=0))
     body: list[str] = []
     for j, column in enumerate(columns):
         # "table.column" on two lines, so long names do not run into each other
@@ -116,7 +125,9 @@ class ForestRow:
 
 def forest_plot(rows: Sequence[ForestRow], title: str, reference: float | None = None) -> str:
     """Point estimates with their 95 % intervals on a 0–100 % axis; the dashed line is the overall estimate."""
-    row, top, left, plot, width = 22, 30, 190, 420, 760
+    row, top, plot = 22, 30, 420
+    left = max(190, max((text_width(r.label) + 12 for r in rows), default=0))
+    width = left + plot + 150
     x = lambda v: left + plot * v  # noqa: E731 - a scale, read inline
     body = [
         f'<line x1="{x(0)}" y1="{top - 6}" x2="{x(1)}" y2="{top - 6}" stroke="#a0aec0"/>',
@@ -147,6 +158,7 @@ def forest_plot(rows: Sequence[ForestRow], title: str, reference: float | None =
         else:
             text = f"not estimable  {r.detail}"
         body.append(f'<text x="{left + plot + 10}" y="{y + 4}">{escape(text)}</text>')
+        width = max(width, left + plot + 10 + text_width(text) + 6)  # the figures at the right, never cut
         i += 1
     if reference is not None:
         body.append(

@@ -19,6 +19,7 @@ import duckdb
 from ketreg.landing.discovery import SITE_ID
 from ketreg.reports.private_files import private_folder, write_private_csv, write_private_text, write_private_xlsx
 from ketreg.reports.site_page import render_site_page
+from ketreg.staging.fix_list import in_fixing_order
 
 SITES_FOLDER = "sites"
 PAGE_FILE = "index.html"
@@ -92,6 +93,9 @@ def _fetch(con: duckdb.DuckDBPyConnection, query: str, site_id: str) -> list[tup
 def _write_site(con: duckdb.DuckDBPyConnection, site_id: str, folder: Path, generated: str) -> SiteFolder:
     private_folder(folder)
     data = {name: (columns, _fetch(con, query, site_id)) for name, (columns, query) in TABLES.items()}
+    # Root causes first, each followed by the rows quarantined because of it (ketreg/staging/fix_list.py).
+    columns, rows = data["quarantine"]
+    data["quarantine"] = (columns, in_fixing_order(rows, columns))
     for name, (columns, rows) in data.items():
         write_private_csv(folder / f"{name}.csv", columns, rows)
     write_private_xlsx(folder / "what_to_fix.xlsx", data)

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from ketreg.staging.fix_list import CASCADE_RULE
+
 # The page lists this many quarantined rows; the CSV and the workbook hold them all.
 MAX_ROWS_ON_PAGE = 1000
 _LINES_SHOWN = 20
@@ -62,7 +64,9 @@ def _quarantine(rows: Sequence[Sequence[Any]]) -> str:
     for row in current:
         groups[(row[2], row[5] or "", row[6])].append(row)
     summary = []
-    for (file_name, column, rule), members in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0])):
+    # Faults before the parent_quarantined rows they caused (fixing the fault brings those back).
+    for (file_name, column, rule), members in sorted(groups.items(),
+                                                     key=lambda g: (g[0][2] == CASCADE_RULE, -len(g[1]), g[0])):
         lines = sorted({m[3] for m in members})
         shown = ", ".join(map(str, lines[:_LINES_SHOWN])) + (" …" if len(lines) > _LINES_SHOWN else "")
         summary.append([file_name, column, rule, len(lines), shown, members[0][7]])

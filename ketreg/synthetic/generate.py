@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 
 from .contract import CONTRACT_VERSION, TABLES, file_name
-from .injection import FaultCycle, FileFault, add_identifier_column, drop_required_column, inject_row_faults
+from .injection import FaultCycle, FileFault, drop_required_column, inject_row_faults
 from .shapes import SHAPES, ShapeWritten, write_shape
 from .site import CLINICAL_STREAM, simulate_site, site_rng
 from .sites import site_id
@@ -55,7 +55,8 @@ def _with_faults(
     sites: int,
     export_index: int,
 ) -> tuple[dict[str, pl.DataFrame], list[FileFault]]:
-    """One export's tables with its faults: row faults, or for two chosen exports a whole-file fault."""
+    """One export's tables with its faults: row faults, or for one chosen export a whole-file fault.
+    No export carries an identifier-like column: a site's pre-flight refuses one (tests plant it themselves)."""
     if site_index == sites - 1 and export_index == 0:
         # The last site's earlier export is rejected whole, so its rows carry no faults of their own: a
         # test can expect every listed row to be quarantined.
@@ -63,9 +64,6 @@ def _with_faults(
         return tables, [fault]
     rng = site_rng(seed, site_index, CLINICAL_STREAM + 1 + export_index)
     tables, found = inject_row_faults(tables, error_rate, rng, cycle, export_index)
-    if site_index == 0 and export_index == len(EXPORTS) - 1:
-        tables, fault = add_identifier_column(tables)
-        found.insert(0, fault)
     return tables, found
 
 

@@ -124,12 +124,3 @@ def drop_required_column(tables: dict[str, pl.DataFrame]) -> tuple[dict[str, pl.
     column = "max_rate_mg_h"
     tables = {**tables, "infusions": tables["infusions"].drop(column)}
     return tables, FileFault("infusions", HEADER_LINE, "missing_required_column", column)
-
-
-def add_identifier_column(tables: dict[str, pl.DataFrame]) -> tuple[dict[str, pl.DataFrame], FileFault]:
-    """Add a direct identifier (obviously fake names) to patients.csv: the pipeline must drop it."""
-    column = "patient_name"
-    patients = tables["patients"]
-    names = pl.Series(column, [f"Test Patient {i:04d}" for i in range(1, patients.height + 1)], pl.String)
-    tables = {**tables, "patients": patients.insert_column(1, names)}
-    return tables, FileFault("patients", HEADER_LINE, "identifier_column", column)

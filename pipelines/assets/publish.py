@@ -20,7 +20,7 @@ def analyst_registry(settings: RegistrySettings) -> dg.MaterializeResult:
         counts = publish(con, settings.analyst_db_path)
     return dg.MaterializeResult(
         metadata={
-            "path": dg.MetadataValue.path(str(settings.analyst_db_path)),
+            "path": dg.MetadataValue.path(str(settings.analyst_db_path.resolve())),
             **{f"rows_{table}": rows for table, rows in counts.items()},
         }
     )

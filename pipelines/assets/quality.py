@@ -32,7 +32,7 @@ def _registry_check_category(check: RegistryCheck) -> str:
     """Kahn's category of the registry's asset checks (pipelines/checks.py)."""
     if check.name.endswith("_unique_not_null") or check.name == "values_within_contract_ranges":
         return PLAUSIBILITY
-    if check.name == "no_sudden_row_drop":
+    if check.name in ("no_sudden_row_drop", "no_site_vanished"):
         return COMPLETENESS
     return CONFORMANCE  # references between tables, conservation of rows
 
@@ -43,7 +43,7 @@ def _registry_check_results(con: duckdb.DuckDBPyConnection, settings: RegistrySe
     for check in CHECKS:
         violations_sql = check.violations_sql(con, settings).strip()
         violations = scalar(con, f"SELECT count(*) FROM ({violations_sql})")
-        checked = scalar(con, check.checked_sql)
+        checked = scalar(con, check.checked_query(con, settings))
         results.append(CheckResult(
             check_id=f"registry_check/{check.table}/{check.name}/all",
             source="registry_check",
@@ -102,8 +102,8 @@ def quality_check_results(context: dg.AssetExecutionContext, settings: RegistryS
             "new_failures": changes.get("new", 0),
             "resolved_failures": changes.get("resolved", 0),
             "persisting_failures": changes.get("persisting", 0),
-            "data_docs": dg.MetadataValue.path(str(data_docs / "index.html")),
-            "dashboard": dg.MetadataValue.path(str(reports / DASHBOARD_FILE)),
+            "data_docs": dg.MetadataValue.path(str((data_docs / "index.html").resolve())),
+            "dashboard": dg.MetadataValue.path(str((reports / DASHBOARD_FILE).resolve())),
         }
     )
 
@@ -123,9 +123,11 @@ def quality_dashboard(settings: RegistrySettings) -> dg.MaterializeResult:
     share(path)
     return dg.MaterializeResult(
         metadata={
-            "path": dg.MetadataValue.path(str(path)),
+            "path": dg.MetadataValue.path(str(path.resolve())),
             "url": dg.MetadataValue.url(path.resolve().as_uri()),
-            "data_docs": dg.MetadataValue.path(str(settings.reports_path / DATA_DOCS_FOLDER / "index.html")),
+            "data_docs": dg.MetadataValue.path(
+                str((settings.reports_path / DATA_DOCS_FOLDER / "index.html").resolve())
+            ),
         }
     )
 

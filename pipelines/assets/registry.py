@@ -4,6 +4,8 @@ import dagster as dg
 
 from ketreg.registry.build import REGISTRY_TABLES, build_table, prepare
 from ketreg.registry.export_changes import build_export_changes
+from ketreg.warehouse.sql_docs import sql_header
+from pipelines.metadata import table_metadata
 from pipelines.resources import PseudonymKey, RegistrySettings
 from schemas.tables import TABLES
 
@@ -33,15 +35,16 @@ def _registry_asset(name: str) -> dg.AssetsDefinition:
         deps=_UPSTREAM[name],
         group_name="registry",
         kinds={"duckdb", "sql"},
-        description=f"registry.{name}, built by sql/registry/{name}.sql",
+        description=f"{sql_header(f'registry/{name}.sql')} (sql/registry/{name}.sql)",
     )
     def _build(settings: RegistrySettings, pseudonym_key: PseudonymKey) -> dg.MaterializeResult:
         with settings.working_db() as con:
             protocol = settings.protocol()
             prepare(con, pseudonym_key.secret(), protocol, rekey=pseudonym_key.rekey,
                     replaces=pseudonym_key.replaces_fingerprint or None)
-            rows = build_table(con, name, protocol)
-        return dg.MaterializeResult(metadata={"rows": rows})
+            build_table(con, name, protocol)
+            metadata = table_metadata(con, "registry", name)
+        return dg.MaterializeResult(metadata=metadata)
 
     _build.__name__ = f"registry_{name}"
     return _build
@@ -59,12 +62,12 @@ def registry_export_changes(settings: RegistrySettings) -> dg.MaterializeResult:
     """registry.export_changes: per site and file, rows added, removed and changed by the newest export
     against the previous one, and which columns changed (sql/registry/export_changes_for_table.sql)."""
     with settings.working_db() as con:
-        rows = build_export_changes(con)
+        build_export_changes(con)
+        metadata: dict[str, object] = table_metadata(con, "registry", "export_changes")
         largest_removal = con.execute(
             "SELECT site_id || ' ' || file_name, rows_removed FROM registry.export_changes "
             "ORDER BY rows_removed DESC LIMIT 1"
         ).fetchall()
-    metadata: dict[str, object] = {"rows": rows}
     if largest_removal:
         metadata["largest_removal"] = f"{largest_removal[0][0]}: {largest_removal[0][1]} rows"
     return dg.MaterializeResult(metadata=metadata)

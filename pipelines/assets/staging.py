@@ -6,7 +6,7 @@ import dagster as dg
 from ketreg.landing.discovery import LandingScan
 from ketreg.staging.stage import stage_landing
 from ketreg.staging.tables import STAGED_TABLES, ensure_staging_tables
-from ketreg.warehouse.connection import scalar
+from pipelines.metadata import table_metadata
 from pipelines.resources import RegistrySettings
 
 
@@ -25,9 +25,7 @@ def stage_exports(context: dg.AssetExecutionContext, settings: RegistrySettings,
     with settings.working_db() as con:
         ensure_staging_tables(con)
         report = stage_landing(con, scan.exports, settings.protocol())
-        counts = {
-            name: scalar(con, f"SELECT count(*) FROM staging.{name}") for name in STAGED_TABLES
-        }
+        tables = {name: table_metadata(con, "staging", name) for name in STAGED_TABLES}
     for label, reason in report.rejected.items():
         context.log.warning(f"export {label} rejected: {reason}")
     shared = {
@@ -37,7 +35,7 @@ def stage_exports(context: dg.AssetExecutionContext, settings: RegistrySettings,
         "exports_rejected": dg.MetadataValue.json(report.rejected),
     }
     for name in STAGED_TABLES:
-        metadata = {"rows": counts[name], **shared}
+        metadata = {**tables[name], **shared}
         if name in report.rows_read:
             metadata["rows_read_this_run"] = report.rows_read[name]
             metadata["rows_quarantined_this_run"] = report.rows_quarantined[name]

@@ -1,0 +1,17 @@
+"""The header comment of a SQL file: what the table means in the clinic, written once beside the SQL and shown
+wherever the table is described (Dagster asset descriptions)."""
+
+from __future__ import annotations
+
+from ketreg.warehouse.connection import SQL_DIR
+
+
+def sql_header(relative: str) -> str:
+    """The leading `--` comment lines of `sql/<relative>`, line breaks and indentation kept ("" when it has
+    none): a header with a list of definitions reads as its author wrote it."""
+    lines = []
+    for line in (SQL_DIR / relative).read_text(encoding="utf-8").splitlines():
+        if not line.startswith("--"):
+            break
+        lines.append(line.removeprefix("--").removeprefix(" ").rstrip())
+    return "\n".join(lines).strip()
