@@ -77,13 +77,20 @@ def _mapping(skip: bool = True) -> dict[str, Any]:
     }
 
 
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes a shared dict out in full each time: mapping files refuse YAML aliases (docs/security.md)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def _site(tmp_path: Path, mapping: dict[str, Any] | str) -> tuple[Path, Path]:
     folder = tmp_path / "landing" / SITE / EXPORT_ID
     folder.mkdir(parents=True)
     (folder / "export.csv").write_text(REDCAP_CSV, encoding="utf-8")
     sites = tmp_path / "sites"
     sites.mkdir()
-    text = mapping if isinstance(mapping, str) else yaml.safe_dump(mapping, sort_keys=False)
+    text = mapping if isinstance(mapping, str) else yaml.dump(mapping, Dumper=_NoAliasDumper, sort_keys=False)
     (sites / f"{SITE}.yaml").write_text(text, encoding="utf-8")
     return folder, sites
 
@@ -121,7 +128,7 @@ def test_not_recorded_silences_the_absent_optional_notice_and_is_checked(tmp_pat
 
     broken = _mapping()
     broken["tables"]["patients"]["not_recorded"] = ["birth_year", "shoe_size"]
-    (sites / f"{SITE}.yaml").write_text(yaml.safe_dump(broken, sort_keys=False), encoding="utf-8")
+    (sites / f"{SITE}.yaml").write_text(yaml.dump(broken, Dumper=_NoAliasDumper, sort_keys=False), encoding="utf-8")
     with pytest.raises(MappingError) as error:
         load_mapping(sites / f"{SITE}.yaml", SITE)
     message = str(error.value)
@@ -132,7 +139,7 @@ def test_not_recorded_silences_the_absent_optional_notice_and_is_checked(tmp_pat
 def test_a_yaml_syntax_error_names_file_line_column_and_key_path(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    text = yaml.safe_dump(_mapping(), sort_keys=False)
+    text = yaml.dump(_mapping(), Dumper=_NoAliasDumper, sort_keys=False)
     # An unquoted column name with ": " in it, as a site's REDCap label might have.
     text = text.replace("      birth_year: birth_year\n", "      birth_year: Year of birth: yyyy\n")
     folder, sites = _site(tmp_path, text)
