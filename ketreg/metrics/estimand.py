@@ -48,5 +48,7 @@ def estimand_for(outcomes: pl.DataFrame) -> Estimand:
 
 
 def treated(outcomes: pl.DataFrame) -> pl.DataFrame:
-    """Cohort patients with at least one infusion, sorted (every figure is computed in the same order)."""
-    return outcomes.filter(pl.col("infusion_count") > 0).sort("site_id", "patient_key")
+    """Cohort patients with at least one infusion and a known course (`responder` is empty when an infusion's
+    number is uncertain), sorted (every figure is computed in the same order)."""
+    return outcomes.filter((pl.col("infusion_count") > 0) & pl.col("responder").is_not_null()).sort(
+        [c for c in ("site_id", "patient_key") if c in outcomes.columns])

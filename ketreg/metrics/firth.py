@@ -183,7 +183,8 @@ def riley_line(patients: int, events: int, parameters: int, settings: MetricSett
     verdict = "adequate" if patients >= required else "too small"
     return (
         f"sample-size adequacy (Riley et al. 2020): {parameters} parameters, outcome share {events / patients:.3f}, "
-        f"anticipated Cox–Snell R² {need['r2_cs']:.3f} ({settings.riley_nagelkerke_r2:g} × max {need['max_r2_cs']:.3f}) "
+        f"anticipated Cox–Snell R² {need['r2_cs']:.3f} ({settings.riley_nagelkerke_r2:g} × max "
+        f"{need['max_r2_cs']:.3f}) "
         f"need ≥ {required} patients (shrinkage ≥ {settings.riley_shrinkage:g}: {math.ceil(need['shrinkage'])}; "
         f"R² optimism ≤ 0.05: {math.ceil(need['optimism'])}; overall risk ± 0.05: {math.ceil(need['risk'])}); "
         f"the registry has {patients} with {min(events, patients - events)} in the smaller outcome group "
