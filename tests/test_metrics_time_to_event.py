@@ -67,9 +67,9 @@ def test_cumulative_incidence_equals_the_hand_computed_aalen_johansen():
         rows = cumulative_incidence(TIMES, CAUSES, cause)
         survival, incidence, expected = 1.0, 0.0, {}
         for time in np.unique(TIMES):
-            at_risk = (TIMES >= time).sum()
-            incidence += survival * ((TIMES == time) & (CAUSES == cause)).sum() / at_risk
-            survival *= 1 - ((TIMES == time) & (CAUSES > 0)).sum() / at_risk
+            at_risk = (time <= TIMES).sum()
+            incidence += survival * ((time == TIMES) & (cause == CAUSES)).sum() / at_risk
+            survival *= 1 - ((time == TIMES) & (CAUSES > 0)).sum() / at_risk
             expected[time] = incidence
         assert {row["time_days"]: row["survival"] for row in rows if row["time_days"] > 0} == pytest.approx(expected)
 

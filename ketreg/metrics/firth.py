@@ -31,12 +31,17 @@ def _round(value: float | None) -> float | None:
 
 
 def predictor_frame(outcomes: pl.DataFrame) -> pl.DataFrame:
-    """Treated patients: responder (study definition) and the covariates, categorical ones as text (null = missing)."""
-    return outcomes.filter(pl.col("infusion_count") > 0).sort("site_id", "patient_key").select(
+    """Treated patients: responder (study definition) and the covariates present in `outcomes`, categorical ones
+    as text (null = missing), in a fixed order."""
+    present = set(outcomes.columns)
+    return outcomes.filter(pl.col("infusion_count") > 0).sort(
+        [c for c in ("site_id", "patient_key") if c in present]
+    ).select(
         pl.col("responder").fill_null(False),
         *[pl.col(column).cast(pl.String).str.to_lowercase().alias(factor) if factor == "metastatic"
-          else pl.col(column).cast(pl.String).alias(factor) for factor, column in CATEGORICAL.items()],
-        *[pl.col(column).cast(pl.Float64).alias(factor) for factor, column in CONTINUOUS.items()],
+          else pl.col(column).cast(pl.String).alias(factor)
+          for factor, column in CATEGORICAL.items() if column in present],
+        *[pl.col(column).cast(pl.Float64).alias(factor) for factor, column in CONTINUOUS.items() if column in present],
     )
 
 
@@ -195,7 +200,7 @@ def riley_line(patients: int, events: int, parameters: int, settings: MetricSett
 def firth_predictors(outcomes: pl.DataFrame, settings: MetricSettings) -> list[dict]:
     """Univariable Firth models (one per covariate), then the multivariable one."""
     data = predictor_frame(outcomes)
-    factors = [*CATEGORICAL, *CONTINUOUS]
+    factors = [factor for factor in (*CATEGORICAL, *CONTINUOUS) if factor in data.columns]
     rows: list[dict] = []
     for factor in factors:
         rows += firth_model(data, [factor], "univariable", settings)
