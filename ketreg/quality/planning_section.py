@@ -110,6 +110,12 @@ def _heterogeneity(con: duckdb.DuckDBPyConnection) -> str:
              f"{_num(r['ci_low'], '{:.1%}')} – {_num(r['ci_high'], '{:.1%}')}", _num(r["tau2"]),
              _num(r["i2"], "{:.0%}"), _num(r["q"], "{:.2f}"),
              f"{_num(r['pi_low'], '{:.1%}')} – {_num(r['pi_high'], '{:.1%}')}"] for r in pooled_rows]
+    if _has(con, "study_planning"):
+        icc = _rows(con, "SELECT DISTINCT site_icc, site_icc_ci_low, site_icc_ci_high FROM metrics.study_planning")
+        if icc and "site_icc" in icc[0]:
+            i = icc[0]
+            html += (f'<p class="icc">Between-site ICC of response (one-way ANOVA): {_num(i["site_icc"])} '
+                     f"(95 % CI {_num(i['site_icc_ci_low'])}–{_num(i['site_icc_ci_high'])}).</p>")
     return html + _table(["metric", "method", "sites", "pooled", "95 % CI", "τ²", "I²", "Q", "95 % prediction"],
                          rows, "no pooled estimate") + (
         "<p><small>Logit scale, DerSimonian–Laird (τ² truncated at 0) and REML; the dashed orange line is the 95 % "
