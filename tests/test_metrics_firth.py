@@ -156,3 +156,17 @@ def test_every_firth_model_has_its_rows_and_the_multivariable_one_an_adequacy_li
     assert len(adequacy) == 1 and adequacy[0]["model"] == "multivariable"
     assert adequacy[0]["note"].startswith("sample-size adequacy (Riley et al. 2020)")
     assert "the registry has 60" in adequacy[0]["note"]
+
+
+def test_a_model_too_large_for_profile_intervals_reports_penalised_wald_ones_and_says_so(monkeypatch):
+    import ketreg.metrics.firth as firth
+
+    data = _two_by_two(40, 12, 25, 30)
+    profile = _term(firth_model(data, ["metastatic"], "univariable", SETTINGS), "metastatic", "true")
+    monkeypatch.setattr(firth, "PROFILE_BUDGET", 1)
+    wald = _term(firth_model(data, ["metastatic"], "univariable", SETTINGS), "metastatic", "true")
+    assert wald["odds_ratio"] == profile["odds_ratio"]
+    assert wald["note"].startswith("penalised Wald") and profile["note"].startswith("profile")
+    se = math.sqrt(1 / 40.5 + 1 / 12.5 + 1 / 25.5 + 1 / 30.5)  # Wald SE of the half-corrected log odds ratio
+    assert math.log(wald["ci_high"] / wald["ci_low"]) == pytest.approx(2 * 1.959963984540054 * se, rel=0.05)
+    assert wald["ci_low"] == pytest.approx(profile["ci_low"], rel=0.1)

@@ -68,28 +68,44 @@ def _pool(data: pl.DataFrame, factor: str, reference: str, min_patients: int) ->
     )
 
 
-def _fit(x: np.ndarray, y: np.ndarray) -> tuple[FirthLogisticRegression | None, np.ndarray | None, str | None]:
-    """Fit, penalised LR tests and profile intervals; or why not."""
+# Above this many (covariate patterns × parameters²) a model is large enough that profile intervals and
+# likelihood-ratio tests would take minutes (one refit per bound and per term); with that many patients per
+# parameter the penalised Wald interval agrees with them, so it is reported instead, and the row says so.
+PROFILE_BUDGET = 5e7
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> tuple[FirthLogisticRegression | None, np.ndarray | None, str | None, bool]:
+    """Fit on covariate patterns (weights = patients per pattern: the same penalised likelihood as one row per
+    patient), then penalised LR tests and profile intervals; or why not. The last value says whether the
+    intervals are profile (True) or penalised Wald (False)."""
     if y.size == 0:
-        return None, None, "not estimable: no patients with every covariate recorded"
+        return None, None, "not estimable: no patients with every covariate recorded", True
     if y.all() or not y.any():
-        return None, None, f"not estimable: {'all' if y.all() else 'none'} of the {y.size} patients responded"
+        return None, None, f"not estimable: {'all' if y.all() else 'none'} of the {y.size} patients responded", True
     design = np.column_stack([np.ones(y.size), x])
     if np.linalg.matrix_rank(design) < design.shape[1]:
-        return None, None, "not estimable: the covariates coincide (the same patients define two terms)"
+        return None, None, "not estimable: the covariates coincide (the same patients define two terms)", True
+    # np.unique sorts the patterns, so the fit sees them in the same order on every run.
+    patterns, counts = np.unique(np.column_stack([x, y]), axis=0, return_counts=True)
     model = FirthLogisticRegression(
         # Tighter tolerances than these stall in step-halving on sparse designs; at these the log odds ratios are
         # exact to about 1e-6, far below their standard errors.
         backend="numpy", max_iter=200, max_halfstep=50, gtol=1e-5, xtol=1e-6,
     )
+    profile = patterns.shape[0] * design.shape[1] ** 2 <= PROFILE_BUDGET
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # non-convergence is read from converged_ below
-        model.fit(x, y)
+        try:
+            model.fit(patterns[:, :-1], patterns[:, -1].astype(int), sample_weight=counts.astype(float))
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            return None, None, f"not estimable: the penalised fit failed ({str(exc).splitlines()[0][:120]})", True
         if not model.converged_:
-            return None, None, "not estimable: the penalised fit did not converge"
+            return None, None, "not estimable: the penalised fit did not converge", True
+        if not profile:
+            return model, model.conf_int(alpha=0.05, method="wald"), None, False
         model.lrt()
         intervals = model.conf_int(alpha=0.05, method="pl", max_iter=200, tol=1e-6)
-    return model, intervals, None
+    return model, intervals, None, True
 
 
 def firth_model(data: pl.DataFrame, factors: list[str], model_name: str, settings: MetricSettings) -> list[dict]:
@@ -117,8 +133,8 @@ def firth_model(data: pl.DataFrame, factors: list[str], model_name: str, setting
             columns.append((complete[factor] == level).cast(pl.Float64).to_numpy())
     y = complete["responder"].to_numpy().astype(int)
     x = np.column_stack(columns) if columns else np.empty((complete.height, 0))
-    model, intervals, reason = (None, None, "not estimable: every factor has a single level") if not terms \
-        else _fit(x, y)
+    model, intervals, reason, profile = (None, None, "not estimable: every factor has a single level", True) \
+        if not terms else _fit(x, y)
     shared = {"method": "firth", "model": model_name, "model_patients": complete.height,
               "model_responders": int(y.sum()), "odds_ratio": None, "ci_low": None, "ci_high": None,
               "p_value": None}
@@ -141,11 +157,13 @@ def firth_model(data: pl.DataFrame, factors: list[str], model_name: str, setting
                 row.update(estimable=False, note=reason)
             else:
                 coefficient = float(model.coef_[index])
+                p_value = model.lrt_pvalues_[index] if profile else model.pvalues_[index]
                 row.update(odds_ratio=_round(math.exp(coefficient)),
                            ci_low=_round(math.exp(intervals[index, 0])), ci_high=_round(math.exp(intervals[index, 1])),
-                           p_value=_round(float(model.lrt_pvalues_[index])), estimable=True,
-                           note="profile penalised-likelihood 95 % interval; penalised likelihood-ratio p")
-                if not np.isfinite([model.lrt_pvalues_[index], *intervals[index]]).all():
+                           p_value=_round(float(p_value)), estimable=True,
+                           note="profile penalised-likelihood 95 % interval; penalised likelihood-ratio p" if profile
+                           else "penalised Wald 95 % interval and p (a model this large: profile intervals skipped)")
+                if not np.isfinite([p_value, *intervals[index]]).all():
                     row["note"] = "odds ratio estimated; its profile interval or likelihood-ratio test did not converge"
             rows.append(row)
         if missing[factor]:

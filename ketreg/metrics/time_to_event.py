@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 from lifelines import KaplanMeierFitter
 from lifelines.utils import median_survival_times
+from scipy import stats
 from statsmodels.duration.survfunc import CumIncidenceRight
 
 from ketreg.warehouse.connection import sql_text
@@ -137,8 +138,6 @@ def cumulative_incidence(times: np.ndarray, causes: np.ndarray, cause: int, alph
 
 
 def _z(alpha: float) -> float:
-    from scipy import stats
-
     return float(stats.norm.isf(alpha / 2))
 
 
