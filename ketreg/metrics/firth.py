@@ -74,29 +74,30 @@ def _pool(data: pl.DataFrame, factor: str, reference: str, min_patients: int) ->
 PROFILE_BUDGET = 5e7
 
 
-def _fit(x: np.ndarray, y: np.ndarray) -> tuple[FirthLogisticRegression | None, np.ndarray | None, str | None, bool]:
-    """Fit on covariate patterns (weights = patients per pattern: the same penalised likelihood as one row per
-    patient), then penalised LR tests and profile intervals; or why not. The last value says whether the
-    intervals are profile (True) or penalised Wald (False)."""
-    if y.size == 0:
+def _fit(
+    x: np.ndarray, y: np.ndarray, weights: np.ndarray
+) -> tuple[FirthLogisticRegression | None, np.ndarray | None, str | None, bool]:
+    """Fit on covariate patterns (x, y; weights = patients per pattern: the same penalised likelihood as one row
+    per patient, in memory that grows with patterns), then penalised LR tests and profile intervals; or why not.
+    The last value says whether the intervals are profile (True) or penalised Wald (False)."""
+    patients = int(weights.sum())
+    if patients == 0:
         return None, None, "not estimable: no patients with every covariate recorded", True
     if y.all() or not y.any():
-        return None, None, f"not estimable: {'all' if y.all() else 'none'} of the {y.size} patients responded", True
+        return None, None, f"not estimable: {'all' if y.all() else 'none'} of the {patients} patients responded", True
     design = np.column_stack([np.ones(y.size), x])
     if np.linalg.matrix_rank(design) < design.shape[1]:
         return None, None, "not estimable: the covariates coincide (the same patients define two terms)", True
-    # np.unique sorts the patterns, so the fit sees them in the same order on every run.
-    patterns, counts = np.unique(np.column_stack([x, y]), axis=0, return_counts=True)
     model = FirthLogisticRegression(
         # Tighter tolerances than these stall in step-halving on sparse designs; at these the log odds ratios are
         # exact to about 1e-6, far below their standard errors.
         backend="numpy", max_iter=200, max_halfstep=50, gtol=1e-5, xtol=1e-6,
     )
-    profile = patterns.shape[0] * design.shape[1] ** 2 <= PROFILE_BUDGET
+    profile = y.size * design.shape[1] ** 2 <= PROFILE_BUDGET
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # non-convergence is read from converged_ below
         try:
-            model.fit(patterns[:, :-1], patterns[:, -1].astype(int), sample_weight=counts.astype(float))
+            model.fit(x, y, sample_weight=weights)
         except (ValueError, np.linalg.LinAlgError) as exc:
             return None, None, f"not estimable: the penalised fit failed ({str(exc).splitlines()[0][:120]})", True
         if not model.converged_:
@@ -115,11 +116,9 @@ def firth_model(data: pl.DataFrame, factors: list[str], model_name: str, setting
     references: dict[str, str] = {}
     reference_notes: dict[str, str] = {}
     terms: list[tuple[str, str]] = []
-    columns: list[np.ndarray] = []
     for factor in factors:
         if factor in CONTINUOUS:
             terms.append((factor, PER_POINT))
-            columns.append(complete[factor].to_numpy())
             continue
         if complete[factor].n_unique() < 2:
             continue
@@ -128,15 +127,20 @@ def firth_model(data: pl.DataFrame, factors: list[str], model_name: str, setting
         if note:
             reference_notes[factor] = note
         complete = _pool(complete, factor, reference, settings.predictor_min_patients_per_level)
-        for level in sorted(set(complete[factor].to_list()) - {reference}):
-            terms.append((factor, level))
-            columns.append((complete[factor] == level).cast(pl.Float64).to_numpy())
-    y = complete["responder"].to_numpy().astype(int)
-    x = np.column_stack(columns) if columns else np.empty((complete.height, 0))
+        terms += [(factor, level) for level in sorted(set(complete[factor].to_list()) - {reference})]
+    # One row per covariate pattern and outcome, sorted so the fit sees them in the same order on every run.
+    used = sorted({factor for factor, _ in terms})
+    patterns = complete.group_by([*used, "responder"]).agg(pl.len().alias("patients")).sort([*used, "responder"])
+    columns = [patterns[factor].to_numpy() if level == PER_POINT
+               else (patterns[factor] == level).cast(pl.Float64).to_numpy() for factor, level in terms]
+    y = patterns["responder"].to_numpy().astype(int)
+    weights = patterns["patients"].to_numpy().astype(float)
+    x = np.column_stack(columns) if columns else np.empty((patterns.height, 0))
     model, intervals, reason, profile = (None, None, "not estimable: every factor has a single level", True) \
-        if not terms else _fit(x, y)
+        if not terms else _fit(x, y, weights)
+    responders = int(complete["responder"].sum())
     shared = {"method": "firth", "model": model_name, "model_patients": complete.height,
-              "model_responders": int(y.sum()), "odds_ratio": None, "ci_low": None, "ci_high": None,
+              "model_responders": responders, "odds_ratio": None, "ci_low": None, "ci_high": None,
               "p_value": None}
     rows = []
     for factor in factors:
@@ -175,8 +179,8 @@ def firth_model(data: pl.DataFrame, factors: list[str], model_name: str, setting
                                  "model (complete case), not made a level"})
     if model_name == "multivariable":
         rows.append({**shared, "factor": "sample_size_adequacy", "level": None, "reference_level": None,
-                     "patients": complete.height, "responders": int(y.sum()), "estimable": reason is None,
-                     "note": riley_line(complete.height, int(y.sum()), len(terms), settings)})
+                     "patients": complete.height, "responders": responders, "estimable": reason is None,
+                     "note": riley_line(complete.height, responders, len(terms), settings)})
     return rows
 
 
