@@ -75,7 +75,7 @@ class Pooled:
 
 def pooled_forest(rows: Sequence[ForestRow], pooled: Pooled, title: str) -> str:
     """Sites' rates with intervals, then the pooled diamond (CI) with its prediction interval as a line."""
-    row, top, left, plot, width = 22, 30, 190, 420, 760
+    row, top, left, plot, width = 22, 30, 190, 420, 880
     x = lambda v: left + plot * v  # noqa: E731
     body = [
         f'<line x1="{x(0)}" y1="{top - 6}" x2="{x(1)}" y2="{top - 6}" stroke="#a0aec0"/>',
