@@ -156,3 +156,13 @@ def test_dashboard_shows_the_planning_section_offline(faulty_registry: RegistryR
         finally:
             browser.close()
     assert blocked == []
+
+
+def test_the_run_summary_reports_the_kaplan_meier_median_relief(faulty_registry: RegistryRun):
+    from ketreg.summary import run_summary
+
+    ((median, events),) = faulty_registry.query(
+        "SELECT median_days, events FROM metrics.time_to_event_summary "
+        "WHERE endpoint = 'relief_duration' AND stratum_type = 'overall'")
+    line = next(line for line in run_summary(faulty_registry.analyst_db).splitlines() if "median relief" in line)
+    assert f"{median:g} days" in line and f"{events} relief endings seen" in line
