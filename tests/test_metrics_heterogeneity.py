@@ -15,6 +15,7 @@ from statsmodels.stats.meta_analysis import combine_effects
 
 from ketreg.metrics.heterogeneity import (
     dersimonian_laird,
+    heterogeneity_from_outcomes,
     heterogeneity_rows,
     logit_effects,
     restricted_ml,
@@ -141,3 +142,26 @@ def test_site_icc_and_its_interval_follow_the_anova_on_individual_patients():
 def test_an_icc_below_zero_is_reported_as_zero_with_a_positive_upper_bound():
     icc = site_icc_interval([40, 40, 40], [20, 20, 21])
     assert icc.estimate == 0.0 and icc.ci_low == 0.0 and icc.ci_high > 0
+
+
+def _outcomes(with_primary: bool) -> pl.DataFrame:
+    sites = {"a": (20, 15, 12), "b": (25, 12, 9), "c": (18, 16, 14)}  # patients, responders, sustained
+    rows = [{"patient_key": f"{s}{i:02d}", "site_id": s, "infusion_count": 3, "responder": i < r,
+             "sustained_responder": i < k, "primary_assessment_observed": True, "nprs_primary": 4.0,
+             "nprs_change_primary": -3.0}
+            for s, (n, r, k) in sites.items() for i in range(n)]
+    frame = pl.DataFrame(rows)
+    return frame if with_primary else frame.drop("sustained_responder", "primary_assessment_observed",
+                                                 "nprs_primary", "nprs_change_primary")
+
+
+def test_the_primary_estimand_is_pooled_beside_the_study_definition_when_it_is_built():
+    both = heterogeneity_from_outcomes(_outcomes(with_primary=True))
+    assert sorted(set(both["metric"])) == ["responder_rate", "sustained_responder_rate"]
+    primary = next(r for r in both.iter_rows(named=True)
+                   if r["metric"] == "sustained_responder_rate" and r["method"] == "DL")
+    expected = _textbook_dl(np.array([12, 9, 14]), np.array([20, 25, 18]))
+    assert primary["pooled_estimate"] == pytest.approx(_expit(expected["mean"]), rel=1e-10)
+    study_only = heterogeneity_from_outcomes(_outcomes(with_primary=False))
+    assert set(study_only["metric"]) == {"responder_rate"}
+    assert study_only.equals(both.filter(pl.col("metric") == "responder_rate"))

@@ -17,6 +17,8 @@ import numpy as np
 import polars as pl
 from scipy import optimize, stats
 
+from ketreg.metrics.estimand import estimand_for, treated
+
 SCHEMA = {
     "metric": pl.String,
     "method": pl.String,
@@ -150,6 +152,21 @@ def site_heterogeneity(by_site: dict[str, pl.DataFrame], alpha: float = 0.05) ->
         frame = frame.sort("site_id")
         rows += heterogeneity_rows(metric, frame["responders"].to_numpy(), frame["patients"].to_numpy(), alpha)
     return pl.DataFrame(rows, schema=SCHEMA)
+
+
+def heterogeneity_from_outcomes(outcomes: pl.DataFrame, alpha: float = 0.05) -> pl.DataFrame:
+    """metrics.site_heterogeneity from metrics.patient_outcomes: the study definition (`responder_rate`) always,
+    the primary estimand (`sustained_responder_rate`, missing = not a responder) when it is built."""
+    patients = treated(outcomes)
+    estimand = estimand_for(outcomes)
+    definitions = {"responder_rate": "responder"}
+    if estimand.primary:
+        definitions["sustained_responder_rate"] = estimand.responder_column
+    return site_heterogeneity({
+        metric: patients.group_by("site_id").agg(
+            pl.len().alias("patients"), pl.col(column).fill_null(False).sum().alias("responders"))
+        for metric, column in definitions.items()
+    }, alpha)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ import dagster as dg
 import polars as pl
 
 from ketreg.metrics.build import read_table, write_table
-from ketreg.metrics.estimand import estimand_for, treated
-from ketreg.metrics.heterogeneity import site_heterogeneity
+from ketreg.metrics.estimand import estimand_for
+from ketreg.metrics.heterogeneity import heterogeneity_from_outcomes
 from ketreg.metrics.time_to_event import relief_episodes, time_to_event_tables, treatment_courses
 from pipelines.resources import RegistrySettings
 
@@ -68,17 +68,8 @@ def metrics_site_heterogeneity(settings: RegistrySettings) -> dg.MaterializeResu
     Q, I², τ² and the 95 % prediction interval, for the primary estimand (when built) and the study definition."""
     with settings.working_db() as con:
         outcomes = read_table(con, "patient_outcomes")
-        patients = treated(outcomes)
         estimand = estimand_for(outcomes)
-        definitions = {"responder_rate": "responder"}
-        if estimand.primary:
-            definitions["sustained_responder_rate"] = estimand.responder_column
-        by_site = {
-            metric: patients.group_by("site_id").agg(
-                pl.len().alias("patients"), pl.col(column).fill_null(False).sum().alias("responders"))
-            for metric, column in definitions.items()
-        }
-        table = site_heterogeneity(by_site)
+        table = heterogeneity_from_outcomes(outcomes)
         rows = write_table(con, "site_heterogeneity", table)
     metadata: dict[str, object] = {"rows": rows, "estimand": estimand.label}
     for row in table.filter(pl.col("pooled_estimate").is_not_null()).iter_rows(named=True):
