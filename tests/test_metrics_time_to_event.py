@@ -96,7 +96,8 @@ def test_cumulative_incidences_of_all_reasons_and_the_survivors_add_to_one():
 REGISTRY = """
 CREATE SCHEMA registry;
 CREATE TABLE registry.patients AS SELECT * FROM (VALUES
-    ('p1', 'a', true), ('p2', 'a', true), ('p3', 'b', true), ('p4', 'b', true), ('px', 'b', false)
+    ('p1', 'a', true), ('p2', 'a', true), ('p3', 'b', true), ('p4', 'b', true), ('p5', 'b', true),
+    ('px', 'b', false)
 ) AS t(patient_key, site_id, in_analysis_cohort);
 CREATE TABLE registry.infusions AS SELECT infusion_key, patient_key, site_id, infusion_number,
     CAST(start_time AS TIMESTAMP) AS start_time, relief_duration_days FROM (VALUES
@@ -107,6 +108,8 @@ CREATE TABLE registry.infusions AS SELECT infusion_key, patient_key, site_id, in
     ('i31', 'p3', 'b', 1, '2025-01-01 09:00', 40),    -- lost to follow-up on day 20: censored at 20
     ('i41', 'p4', 'b', 1, '2025-01-01 09:00', 7),     -- next infusion exactly on day 7: censored at 7
     ('i42', 'p4', 'b', 2, '2025-01-08 09:00', 3),
+    ('i51', 'p5', 'b', 1, '2025-01-01 09:00', 10),    -- next infusion and an interruption both on day 7
+    ('i52', 'p5', 'b', 2, '2025-01-08 09:00', NULL),
     ('ix1', 'px', 'b', 1, '2025-01-01 09:00', 9)      -- outside the analysis cohort
 ) AS t(infusion_key, patient_key, site_id, infusion_number, start_time, relief_duration_days);
 CREATE TABLE registry.assessments AS SELECT patient_key, CAST(assessed_at AS TIMESTAMP) AS assessed_at FROM (VALUES
@@ -117,7 +120,8 @@ CREATE TABLE registry.dispositions AS SELECT patient_key, CAST(event_date AS DAT
     ('p2', '2025-01-13', 'interrupted', 'external_interruption', 1),
     ('p2', '2025-02-01', 'discontinued', 'unsatisfactory_relief', 2),
     ('p3', '2025-01-21', 'discontinued', 'lost_to_follow_up', 3),
-    ('p4', '2025-01-20', 'discontinued', 'adverse_event', 4)
+    ('p4', '2025-01-20', 'discontinued', 'adverse_event', 4),
+    ('p5', '2025-01-08', 'interrupted', 'adverse_event', 5)
 ) AS t(patient_key, event_date, status, reason, source_line);
 """
 
@@ -136,13 +140,16 @@ def test_relief_is_censored_at_the_next_infusion_an_interruption_or_loss_to_foll
         "i11": (5, True, "relief_ended"), "i12": (7, False, "next_infusion"), "i13": (None, None, "not_recorded"),
         "i21": (12, False, "interruption"), "i31": (20, False, "lost_to_follow_up"),
         "i41": (7, False, "next_infusion"), "i42": (3, True, "relief_ended"),
+        "i51": (7, False, "next_infusion"), "i52": (None, None, "not_recorded"),
     }
     assert {key: (r["time_days"], r["relief_ended"], r["status"]) for key, r in episodes.items()} == expected
 
 
 def test_time_on_treatment_ends_at_discontinuation_and_is_censored_otherwise(registry):
     courses = {row["patient_key"]: row for row in treatment_courses(registry).iter_rows(named=True)}
-    assert set(courses) == {"p1", "p2", "p3", "p4"}
+    assert set(courses) == {"p1", "p2", "p3", "p4", "p5"}
+    # An interruption for another reason than an outside one is part of the course, not its end.
+    assert (courses["p5"]["time_days"], courses["p5"]["status"]) == (7, "censored_last_contact")
     assert (courses["p1"]["time_days"], courses["p1"]["status"]) == (59, "censored_last_contact")  # 1 Mar
     assert (courses["p2"]["time_days"], courses["p2"]["status"]) == (12, "censored_external_interruption")
     assert (courses["p3"]["time_days"], courses["p3"]["status"]) == (20, "censored_lost_to_follow_up")
@@ -164,7 +171,7 @@ def test_tables_have_the_published_shapes_and_strata(registry):
         ("discontinuation_cumulative_incidence", "reason", "adverse_event"),
     }
     relief = summary.filter((pl.col("endpoint") == "relief_duration") & (pl.col("stratum") == "all")).row(0, named=True)
-    assert (relief["patients"], relief["events"]) == (4, 2)  # six analysed infusions of four patients
+    assert (relief["patients"], relief["events"]) == (5, 2)  # seven analysed infusions of five patients
 
 
 def test_the_same_input_gives_bit_identical_tables(registry):

@@ -47,21 +47,21 @@ candidates AS (
 ),
 
 -- The earliest cut-off on or before the end of relief; ties go to the next infusion, then interruption.
+cut_off_candidates AS (
+    SELECT infusion_key, 'next_infusion' AS censored_by, days_to_next_infusion AS days, 1 AS priority,
+           relief_duration_days
+    FROM candidates
+    UNION ALL
+    SELECT infusion_key, 'interruption', days_to_interruption, 2, relief_duration_days FROM candidates
+    UNION ALL
+    SELECT infusion_key, 'lost_to_follow_up', days_to_lost_to_follow_up, 3, relief_duration_days FROM candidates
+),
+
 censoring AS (
-    SELECT
-        infusion_key,
-        arg_min(cause, days ORDER BY days, priority) AS censored_by,
-        min(days) AS censored_at_days
-    FROM (
-        SELECT infusion_key, 'next_infusion' AS cause, days_to_next_infusion AS days, 1 AS priority FROM candidates
-        UNION ALL
-        SELECT infusion_key, 'interruption', days_to_interruption, 2 FROM candidates
-        UNION ALL
-        SELECT infusion_key, 'lost_to_follow_up', days_to_lost_to_follow_up, 3 FROM candidates
-    ) AS c
-    JOIN candidates AS r USING (infusion_key)
-    WHERE c.days IS NOT NULL AND c.days <= r.relief_duration_days
-    GROUP BY infusion_key
+    SELECT infusion_key, censored_by, days AS censored_at_days
+    FROM cut_off_candidates
+    WHERE days IS NOT NULL AND days <= relief_duration_days
+    QUALIFY row_number() OVER (PARTITION BY infusion_key ORDER BY days, priority) = 1
 )
 
 SELECT
