@@ -166,3 +166,21 @@ def test_the_run_summary_reports_the_kaplan_meier_median_relief(faulty_registry:
         "WHERE endpoint = 'relief_duration' AND stratum_type = 'overall'")
     line = next(line for line in run_summary(faulty_registry.analyst_db).splitlines() if "median relief" in line)
     assert f"{median:g} days" in line and f"{events} relief endings seen" in line
+
+
+def test_planning_section_suppresses_small_cells_like_the_rest_of_the_dashboard(faulty_registry: RegistryRun):
+    from ketreg.quality.planning_section import planning_section
+
+    con = duckdb.connect(str(faulty_registry.work_db), read_only=True)
+    try:
+        open_html = planning_section(con, small_cell_count=1)
+        k = 1 + max(n for (n,) in con.execute(
+            "SELECT patients FROM metrics.time_to_event_summary WHERE stratum_type = 'site'").fetchall())
+        hidden = planning_section(con, small_cell_count=k)
+    finally:
+        con.close()
+    assert 'data-label="site_01"' in open_html and "&lt;" not in open_html
+    # Every site is smaller than k: no site curve, no site median, no site count in the forest plot.
+    assert 'data-label="site_' not in hidden and 'data-label="all sites"' in hidden
+    assert hidden.count(f"suppressed (fewer than {k} patients)") == 6  # 3 sites × 2 Kaplan–Meier endpoints
+    assert f"suppressed (a count below {k})" in hidden and f"&lt; {k}" in hidden

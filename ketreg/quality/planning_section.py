@@ -1,6 +1,9 @@
 """The dashboard's "Planning the next study" section: Kaplan–Meier curves, the pooled forest plot with its
 prediction interval, the Firth predictor table with adjusted p-values, and the sample sizes with their inputs.
-Reads only the metrics schema; says so plainly when a table has not been built."""
+Reads only the metrics schema; says so plainly when a table has not been built. Small cells follow the privacy
+rule of the rest of the dashboard (config/privacy.yaml, k): a site's curve and median are shown only for a site
+with at least k patients, counts from 1 to k − 1 are written "< k", and the forest plot's site rows are the
+suppressed rows of metrics.registry_metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from typing import Any
 
 import duckdb
 
+from ketreg.privacy.settings import load_privacy_settings
+from ketreg.privacy.shared_metrics import suppressed_metrics
 from ketreg.quality import svg, svg_planning
 from ketreg.warehouse.connection import scalar
 
@@ -39,6 +44,13 @@ def _table(headers: list[str], rows: list[list[str]], empty: str) -> str:
     return f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def _count(value: int | None, k: int) -> str:
+    """A count of people, written "< k" when it is a small cell (1 to k − 1)."""
+    if value is None:
+        return "–"
+    return f"&lt; {k}" if 1 <= value < k else f"{value:,}"
+
+
 def _num(value: Any, pattern: str = "{:.3g}") -> str:
     return "–" if value is None else escape(pattern.format(value))
 
@@ -57,20 +69,22 @@ def _curves(points: list[dict[str, Any]], endpoint: str) -> list[svg_planning.Cu
     return curves
 
 
-def _at_risk(curve: svg_planning.Curve) -> list[str]:
+def _at_risk(curve: svg_planning.Curve, k: int) -> list[str]:
     cells = []
     for day in AT_RISK_DAYS:
         later = [p for p in curve.points if p[0] >= day]
-        cells.append(str(later[0][4]) if later else "0")
+        cells.append(_count(later[0][4], k) if later else "0")
     return cells
 
 
-def _time_to_event(con: duckdb.DuckDBPyConnection) -> str:
+def _time_to_event(con: duckdb.DuckDBPyConnection, k: int) -> str:
     if not _has(con, "time_to_event"):
         return '<p class="empty">time-to-event metrics not built (metrics.time_to_event)</p>'
     points = _rows(con, "SELECT * FROM metrics.time_to_event ORDER BY endpoint, stratum_type, stratum, time_days")
     summary = _rows(con, "SELECT * FROM metrics.time_to_event_summary "
                          "ORDER BY endpoint, stratum_type <> 'overall', stratum_type, stratum")
+    small_sites = {(s["endpoint"], s["stratum"]) for s in summary if s["stratum_type"] == "site" and s["patients"] < k}
+    points = [p for p in points if (p["endpoint"], p["stratum"]) not in small_sites or p["stratum_type"] != "site"]
     html = ""
     for endpoint in ("relief_duration", "time_on_treatment"):
         curves = _curves(points, endpoint)
@@ -79,10 +93,15 @@ def _time_to_event(con: duckdb.DuckDBPyConnection) -> str:
         html += (f"<h4>{escape(ENDPOINT_NAMES[endpoint])}</h4>"
                  + svg_planning.km_plot(curves, f"Kaplan–Meier: {ENDPOINT_NAMES[endpoint]} (shaded: 95 % CI)")
                  + _table(["number at risk", *(f"day {d}" for d in AT_RISK_DAYS)],
-                          [[escape(c.label), *_at_risk(c)] for c in curves], "no curve"))
-    rows = [[escape(ENDPOINT_NAMES.get(s["endpoint"], s["endpoint"])), escape(s["stratum"]), _num(s["patients"], "{}"),
-             _num(s["events"], "{}"), _num(s["median_days"], "{:g}"),
-             f"{_num(s['ci_low'], '{:g}')} – {_num(s['ci_high'], '{:g}')}"] for s in summary]
+                          [[escape(c.label), *_at_risk(c, k)] for c in curves], "no curve"))
+    rows = []
+    for s in summary:
+        name = [escape(ENDPOINT_NAMES.get(s["endpoint"], s["endpoint"])), escape(s["stratum"])]
+        if (s["endpoint"], s["stratum"]) in small_sites and s["stratum_type"] == "site":
+            rows.append([*name, _count(s["patients"], k), f"suppressed (fewer than {k} patients)", "", ""])
+            continue
+        rows.append([*name, _count(s["patients"], k), _count(s["events"], k), _num(s["median_days"], "{:g}"),
+                     f"{_num(s['ci_low'], '{:g}')} – {_num(s['ci_high'], '{:g}')}"])
     html += "<h4>Medians</h4>" + _table(
         ["endpoint", "stratum", "patients", "events", "median days", "95 % CI"], rows, "no time-to-event summary")
     return html + ("<p><small>Relief is censored at the next infusion, an interruption or loss to follow-up; "
@@ -91,18 +110,20 @@ def _time_to_event(con: duckdb.DuckDBPyConnection) -> str:
                    "reaches 50 %). From <code>metrics.time_to_event</code>.</small></p>")
 
 
-def _heterogeneity(con: duckdb.DuckDBPyConnection) -> str:
+def _heterogeneity(con: duckdb.DuckDBPyConnection, k: int) -> str:
     if not _has(con, "site_heterogeneity"):
         return '<p class="empty">site heterogeneity not built (metrics.site_heterogeneity)</p>'
     pooled_rows = _rows(con, "SELECT * FROM metrics.site_heterogeneity ORDER BY metric DESC, method")
     html = ""
     dl = [r for r in pooled_rows if r["method"] == "DL" and r["pooled_estimate"] is not None]
-    sites = _rows(con, "SELECT * FROM metrics.registry_metrics WHERE metric = 'responder_rate' "
-                       "AND stratum_type = 'site' ORDER BY stratum") if _has(con, "registry_metrics") else []
+    sites = sorted((r for r in suppressed_metrics(con, k) if r["metric"] == "responder_rate"
+                    and r["stratum_type"] == "site"), key=lambda r: r["stratum"]) \
+        if _has(con, "registry_metrics") else []
     study = next((r for r in dl if r["metric"] == "responder_rate"), None)
     if study and sites:
         forest = [svg.ForestRow(s["stratum"], s["estimate"], s["ci_low"], s["ci_high"],
-                                f"{s['numerator']}/{s['denominator']}") for s in sites]
+                                f"suppressed (a count below {k})" if s["suppressed"]
+                                else f"{s['numerator']}/{s['denominator']}") for s in sites]
         pooled = svg_planning.Pooled("pooled (DL)", study["pooled_estimate"], study["ci_low"], study["ci_high"],
                                      study["pi_low"], study["pi_high"])
         html += svg_planning.pooled_forest(forest, pooled, "Responder rate by site, random-effects pooled")
@@ -123,7 +144,7 @@ def _heterogeneity(con: duckdb.DuckDBPyConnection) -> str:
         "</small></p>")
 
 
-def _predictors(con: duckdb.DuckDBPyConnection) -> str:
+def _predictors(con: duckdb.DuckDBPyConnection, k: int) -> str:
     if not _has(con, "response_predictors"):
         return '<p class="empty">predictors not built (metrics.response_predictors)</p>'
     columns = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "
@@ -133,7 +154,7 @@ def _predictors(con: duckdb.DuckDBPyConnection) -> str:
     fits = _rows(con, "SELECT * FROM metrics.response_predictors WHERE method = 'firth' "
                       "ORDER BY model DESC, factor, level NULLS LAST")
     rows = [[escape(f["model"]), escape(f["factor"]), escape(f["level"] or "(not recorded)"),
-             escape(f["reference_level"] or ""), _num(f["patients"], "{}"), _num(f["odds_ratio"], "{:.2f}"),
+             escape(f["reference_level"] or ""), _count(f["patients"], k), _num(f["odds_ratio"], "{:.2f}"),
              f"{_num(f['ci_low'], '{:.2f}')} – {_num(f['ci_high'], '{:.2f}')}", _num(f["p_value"]),
              _num(f["p_holm"]), _num(f["p_bh"]),
              "" if (f["note"] or "").startswith("profile penalised") else escape(f["note"] or "")]
@@ -163,13 +184,15 @@ def _planning(con: duckdb.DuckDBPyConnection) -> str:
                      rows, "no sample sizes"))
 
 
-def planning_section(con: duckdb.DuckDBPyConnection) -> str:
-    """The HTML fragment of the planning section (one <section id="planning">)."""
+def planning_section(con: duckdb.DuckDBPyConnection, small_cell_count: int | None = None) -> str:
+    """The HTML fragment of the planning section (one <section id="planning">), small cells suppressed
+    (config/privacy.yaml unless given)."""
+    k = load_privacy_settings().small_cell_count if small_cell_count is None else small_cell_count
     return (
         '<section id="planning"><h2>Planning the next study</h2>'
-        "<h3>Time to event</h3>" + _time_to_event(con)
-        + "<h3>Between-site heterogeneity of response</h3>" + _heterogeneity(con)
-        + "<h3>Predictors of response (Firth-penalised logistic regression)</h3>" + _predictors(con)
+        "<h3>Time to event</h3>" + _time_to_event(con, k)
+        + "<h3>Between-site heterogeneity of response</h3>" + _heterogeneity(con, k)
+        + "<h3>Predictors of response (Firth-penalised logistic regression)</h3>" + _predictors(con, k)
         + "<h3>Sample sizes with their inputs</h3>" + _planning(con)
         + "</section>"
     )
