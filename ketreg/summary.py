@@ -10,6 +10,8 @@ from pathlib import Path
 
 import duckdb
 
+from ketreg.metrics.time_to_event import median_relief_line
+
 
 def run_summary(analyst_db: Path, work_db: Path | None = None) -> str:
     """A plain-text summary of the published registry (and of the sites' messages, from `work_db`)."""
@@ -111,6 +113,8 @@ def _summary(con: duckdb.DuckDBPyConnection, analyst_db: Path, private: _SiteMes
         ).fetchall():
             name = metric.replace("_", " ")
             lines.append(f"  {name}: {estimate:.1%} ({numerator}/{denominator}; 95 % CI {low:.1%}–{high:.1%})")
+        if relief := median_relief_line(con):
+            lines.append(relief)
     top_reasons = con.execute(
         """SELECT file_name, rule, n FROM (
                SELECT file_name, rule, sum(quarantined_rows) AS n FROM quarantine GROUP BY ALL)

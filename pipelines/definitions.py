@@ -4,6 +4,7 @@ import dagster as dg
 
 from pipelines.assets.landing import landing_exports
 from pipelines.assets.metrics import metrics_assets
+from pipelines.assets.planning import planning_assets
 from pipelines.assets.publish import analyst_registry
 from pipelines.assets.quality import quality_assets
 from pipelines.assets.registry import registry_assets
@@ -19,8 +20,8 @@ from pipelines.schedules import nightly_rebuild
 from pipelines.sensors import landing_sensor
 
 ALL_ASSETS = [
-    landing_exports, stage_exports, *registry_assets, *site_private_assets, *metrics_assets, analyst_registry,
-    *quality_assets, *reports_assets,
+    landing_exports, stage_exports, *registry_assets, *site_private_assets, *metrics_assets, *planning_assets,
+    analyst_registry, *quality_assets, *reports_assets,
 ]
 
 

@@ -115,10 +115,38 @@ class MetricSettings:
     primary_pre_infusion_number: int
     primary_follow_up_target_day: int
     primary_follow_up_window_days: int
+    # Planning of the next study (ketreg/metrics/firth.py, planning.py): fixed reference levels of the Firth
+    # models, the Riley et al. (2020) criteria, and the one-sided α of the exact single-arm design.
+    predictor_reference_levels: dict[str, str]
+    riley_shrinkage: float
+    riley_nagelkerke_r2: float
+    single_arm_alpha_one_sided: float
 
     def as_sql_parameters(self) -> dict[str, float | int]:
         """The scalar settings as named parameters for the SQL files (`$durable_relief_days`, …)."""
-        return {name: value for name, value in asdict(self).items() if not isinstance(value, tuple | list)}
+        return {name: value for name, value in asdict(self).items() if not isinstance(value, tuple | list | dict)}
+
+
+def _planning_settings(section: dict, path: Path) -> dict:
+    """The study-planning settings; a protocol file written before they existed takes the default file's."""
+    predictors, planning = section["predictors"], section["study_planning"]
+    if path != DEFAULT_PROTOCOL_FILE and not (
+        "reference_levels" in predictors and "sample_size_adequacy" in predictors
+        and "single_arm_alpha_one_sided" in planning
+    ):
+        default = yaml.safe_load(DEFAULT_PROTOCOL_FILE.read_text(encoding="utf-8"))["metrics"]
+        predictors = {**default["predictors"], **predictors}
+        planning = {**default["study_planning"], **planning}
+    adequacy = predictors["sample_size_adequacy"]
+    return {
+        "predictor_reference_levels": {
+            str(factor): str(level).lower() if isinstance(level, bool) else str(level)
+            for factor, level in (predictors["reference_levels"] or {}).items() if level is not None
+        },
+        "riley_shrinkage": float(adequacy["shrinkage"]),
+        "riley_nagelkerke_r2": float(adequacy["nagelkerke_r2"]),
+        "single_arm_alpha_one_sided": float(planning["single_arm_alpha_one_sided"]),
+    }
 
 
 def load_metric_settings(path: Path | str | None = None) -> MetricSettings:
@@ -154,6 +182,7 @@ def load_metric_settings(path: Path | str | None = None) -> MetricSettings:
             primary_pre_infusion_number=int(primary["pre_infusion_number"]),
             primary_follow_up_target_day=int(primary["follow_up_target_day"]),
             primary_follow_up_window_days=int(primary["follow_up_window_days"]),
+            **_planning_settings(section, path),
         )
     except (KeyError, TypeError) as exc:
         raise ProtocolError(
@@ -183,6 +212,11 @@ def load_metric_settings(path: Path | str | None = None) -> MetricSettings:
             (settings.primary_follow_up_window_days < 0, "primary_assessment.follow_up_window_days must be ≥ 0"),
             (settings.primary_follow_up_target_day - settings.primary_follow_up_window_days < 1,
              "primary_assessment.follow_up_target_day − follow_up_window_days must be ≥ 1 (after infusion 1's day)"),
+            (not 0 < settings.riley_shrinkage < 1, "predictors.sample_size_adequacy.shrinkage must be between 0 and 1"),
+            (not 0 < settings.riley_nagelkerke_r2 < 1,
+             "predictors.sample_size_adequacy.nagelkerke_r2 must be between 0 and 1"),
+            (not 0 < settings.single_arm_alpha_one_sided < 0.5,
+             "study_planning.single_arm_alpha_one_sided must be between 0 and 0.5"),
         )
         if failed
     ]

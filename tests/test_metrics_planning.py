@@ -11,10 +11,13 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
+from scipy import stats
 from statsmodels.stats.power import NormalIndPower, TTestIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
+from ketreg.metrics.heterogeneity import site_icc_interval
 from ketreg.metrics.planning import (
+    exact_single_arm,
     single_arm_n,
     site_icc,
     study_planning,
@@ -81,53 +84,128 @@ def test_site_icc_is_not_estimable_from_one_site_and_never_negative():
     assert site_icc([10, 10], [5, 5]) == 0.0  # below 0 by chance: truncated
 
 
-def _outcomes(sites: dict[str, tuple[int, int, int]], changes: list[int] | None = None) -> pl.DataFrame:
-    """Treated patients per site: (patients, responders, discontinued)."""
+def _outcomes(sites: dict[str, tuple[int, int, int]], changes: list[int] | None = None,
+              primary: dict[str, list] | None = None) -> pl.DataFrame:
+    """Treated patients per site: (patients, responders, discontinued); baseline NPRS 8 and, for the first
+    len(changes) patients, an end-of-induction NPRS of 8 + change. `primary` adds the primary-estimand columns."""
     rows = []
     for site, (patients, responders, discontinued) in sites.items():
         for i in range(patients):
-            rows.append({"site_id": site, "infusion_count": 3, "responder": i < responders,
-                         "discontinued": i < discontinued, "nprs_change_end_of_induction": None})
+            rows.append({"patient_key": f"{site}-{i:03d}", "site_id": site, "infusion_count": 3,
+                         "responder": i < responders, "discontinued": i < discontinued, "nprs_baseline": 8,
+                         "nprs_end_of_induction": None, "nprs_change_end_of_induction": None})
     for row, change in zip(rows, changes or [], strict=False):
         row["nprs_change_end_of_induction"] = change
-    return pl.DataFrame(rows, schema={"site_id": pl.String, "infusion_count": pl.Int64, "responder": pl.Boolean,
-                                      "discontinued": pl.Boolean, "nprs_change_end_of_induction": pl.Int64})
+        row["nprs_end_of_induction"] = 8 + change
+    frame = pl.DataFrame(rows, schema={
+        "patient_key": pl.String, "site_id": pl.String, "infusion_count": pl.Int64, "responder": pl.Boolean,
+        "discontinued": pl.Boolean, "nprs_baseline": pl.Int64, "nprs_end_of_induction": pl.Int64,
+        "nprs_change_end_of_induction": pl.Int64})
+    if primary:
+        frame = frame.with_columns(pl.Series(name, values) for name, values in primary.items())
+    return frame
 
 
-def test_sizes_are_inflated_for_discontinuation_then_for_the_design_effect():
-    outcomes = _outcomes({"a": (10, 8, 2), "b": (10, 2, 3)}, changes=[-4, -3, -5, -2, -4, -6, -1, -3])
+def _row(table: pl.DataFrame, design: str, clustering: str, power: float = 0.8) -> dict:
+    return table.filter((pl.col("design") == design) & (pl.col("clustering") == clustering)
+                        & (pl.col("power") == power)).row(0, named=True)
+
+
+def test_sizes_are_inflated_for_missing_primary_endpoint_then_for_the_planned_design_effect():
+    changes = [-4, -3, -5, -2, -4, -6, -1, -3, -5, -4, -2, -6]
+    outcomes = _outcomes({"a": (10, 8, 2), "b": (10, 2, 3)}, changes=changes)
     settings = load_metric_settings()
     table = study_planning(outcomes, settings)
 
-    icc = site_icc([10, 10], [8, 2])
-    assert table.height == 3 * len(settings.planning_powers)
+    icc = site_icc_interval([10, 10], [8, 2])
+    m = settings.planned_patients_per_site
+    # Dropout is the share without the endpoint (8 of 20 have no end-of-induction NPRS), not the 5 discontinued.
+    assert table["dropout_rate"].to_list() == [pytest.approx(8 / 20)] * table.height
+    assert table.height == 7 * len(settings.planning_powers)
     for row in table.iter_rows(named=True):
-        assert row["discontinuation_rate"] == pytest.approx(5 / 20)
-        assert row["site_icc"] == pytest.approx(icc)
-        design_effect = 1 + (settings.planned_patients_per_site - 1) * icc
-        assert row["design_effect"] == pytest.approx(design_effect)
-        if row["design"] == "single_arm_vs_benchmark":
-            # The registry's 50 % does not beat a benchmark of 50 %: no size, and a reason.
-            assert row["n_per_arm"] is None and row["note"].startswith("no sample size")
+        assert row["estimand"].startswith("study definition")
+        assert row["site_icc"] == pytest.approx(icc.estimate) and row["site_icc_ci_high"] == pytest.approx(icc.ci_high)
+        assert "metrics.patient_outcomes" in row["inputs"] and "config/protocol.yaml" in row["inputs"]
+        if row["n_per_arm"] is None:
             continue
-        assert row["n_per_arm"] == math.ceil(row["n_per_arm_exact"])
-        assert row["n_per_arm_after_discontinuation"] == math.ceil(row["n_per_arm"] / 0.75)
-        assert row["n_per_arm_multisite"] == math.ceil(row["n_per_arm_after_discontinuation"] * design_effect)
-        assert row["total_patients_multisite"] == 2 * row["n_per_arm_multisite"]
-    mean_change = table.filter(pl.col("design") == "two_arm_mean_nprs_change").row(0, named=True)
-    changes = np.array([-4, -3, -5, -2, -4, -6, -1, -3], dtype=float)
-    assert mean_change["registry_estimate"] == pytest.approx(changes.mean())
-    assert mean_change["registry_sd"] == pytest.approx(changes.std(ddof=1))
-    assert mean_change["effect_size"] == pytest.approx((-1.0 - changes.mean()) / changes.std(ddof=1))
+        assert row["n_per_arm_after_dropout"] == math.ceil(row["n_per_arm"] / (1 - 8 / 20))
+        after = row["n_per_arm_after_dropout"]
+        if row["clustering"] == "individual_randomisation_stratified_by_site":
+            assert row["design_effect"] == 1.0 and row["n_per_arm_planned"] == after
+        else:
+            assert row["design_effect"] == pytest.approx(1 + (m - 1) * icc.estimate)
+            assert row["n_per_arm_planned"] == math.ceil(after * (1 + (m - 1) * icc.estimate))
+            assert row["n_per_arm_planned_icc_upper"] == math.ceil(after * (1 + (m - 1) * icc.ci_high))
+        assert row["total_patients"] == row["arms"] * row["n_per_arm_planned"]
+    # The registry's 50 % does not beat a benchmark of 50 %: no exact single-arm size, and a reason.
+    single = _row(table, "single_arm_exact_binomial", "sites_as_clusters")
+    assert single["n_per_arm"] is None and single["note"].startswith("no sample size")
+    change = _row(table, "two_arm_nprs_change", "individual_randomisation_stratified_by_site")
+    values = np.array(changes, dtype=float)
+    assert change["registry_estimate"] == pytest.approx(values.mean())
+    assert change["registry_sd"] == pytest.approx(values.std(ddof=1))
+    assert change["effect_size"] == pytest.approx((-1.0 - values.mean()) / values.std(ddof=1))
 
 
-def test_one_site_gives_sizes_without_a_design_effect():
-    table = study_planning(_outcomes({"only": (30, 24, 6)}), load_metric_settings())
-    single = table.filter(pl.col("design") == "single_arm_vs_benchmark").row(0, named=True)
-    assert single["n_per_arm"] is not None and single["n_per_arm_multisite"] is None
+def test_ancova_size_is_the_t_test_size_on_the_follow_up_sd_times_one_minus_rho_squared():
+    rng = np.random.default_rng(5)
+    baseline = rng.integers(5, 11, 40)
+    follow_up = np.clip(baseline - rng.integers(0, 6, 40), 0, 10)
+    rows = [{"patient_key": f"p{i:02d}", "site_id": "ab"[i % 2], "infusion_count": 3, "responder": bool(i % 3),
+             "discontinued": False, "nprs_baseline": int(b), "nprs_end_of_induction": int(f),
+             "nprs_change_end_of_induction": int(f - b)} for i, (b, f) in enumerate(zip(baseline, follow_up,
+                                                                                      strict=True))]
+    table = study_planning(pl.DataFrame(rows), load_metric_settings())
+    row = _row(table, "two_arm_nprs_ancova", "individual_randomisation_stratified_by_site", 0.9)
+    rho = np.corrcoef(baseline, follow_up)[0, 1]
+    d = (-1.0 - (follow_up - baseline).mean()) / follow_up.std(ddof=1)
+    expected = TTestIndPower().solve_power(effect_size=d, alpha=0.05, power=0.9, ratio=1) * (1 - rho**2)
+    assert row["baseline_followup_correlation"] == pytest.approx(rho)
+    assert row["n_per_arm_exact"] == pytest.approx(expected, rel=1e-6)
+    assert row["n_per_arm"] == math.ceil(expected)
+
+
+@pytest.mark.parametrize(("p0", "p1", "alpha", "power"), [
+    (0.5, 0.75, 0.025, 0.8), (0.3, 0.5, 0.05, 0.8), (0.2, 0.4, 0.05, 0.9), (0.5, 0.7, 0.025, 0.9),
+])
+def test_exact_single_arm_design_is_the_smallest_n_found_by_a_brute_force_binomial_search(p0, p1, alpha, power):
+    found = None
+    for n in range(1, 400):
+        for r in range(0, n + 1):
+            if stats.binom.sf(r - 1, n, p0) <= alpha:  # the smallest critical count with type I error ≤ α
+                if stats.binom.sf(r - 1, n, p1) >= power:
+                    found = (n, r)
+                break
+        if found:
+            break
+    assert exact_single_arm(p0, p1, alpha, power) == found
+
+
+def test_the_primary_estimand_is_used_when_patient_outcomes_has_it():
+    primary = {
+        "sustained_responder": [True] * 14 + [False] * 6,
+        "primary_assessment_observed": [True] * 18 + [False] * 2,
+        "nprs_primary": [float(4 + i % 3) for i in range(18)] + [None, None],
+        "nprs_change_primary": [float(-4 + i % 3) for i in range(18)] + [None, None],
+        "course_incomplete": [False] * 20,
+    }
+    table = study_planning(_outcomes({"a": (10, 3, 5), "b": (10, 3, 5)}, primary=primary), load_metric_settings())
+    row = _row(table, "two_arm_responder_rate", "individual_randomisation_stratified_by_site")
+    assert row["estimand"] == "primary estimand (sustained_responder)"
+    assert row["registry_estimate"] == pytest.approx(14 / 20)  # not the 6/20 study-definition responders
+    assert row["dropout_rate"] == pytest.approx(2 / 20)
+    assert "sustained_responder" in row["inputs"] and "primary_assessment_observed" in row["inputs"]
+
+
+def test_one_site_gives_sizes_without_a_cluster_design_effect():
+    table = study_planning(_outcomes({"only": (30, 24, 6)}, changes=[-3] * 29), load_metric_settings())
+    single = _row(table, "single_arm_exact_binomial", "sites_as_clusters")
+    assert single["n_per_arm"] is not None and single["n_per_arm_planned"] is None
     assert "at least two sites" in single["note"]
-    no_change = table.filter(pl.col("design") == "two_arm_mean_nprs_change").row(0, named=True)
-    assert no_change["note"].startswith("not estimable")
+    individual = _row(table, "two_arm_responder_rate", "individual_randomisation_stratified_by_site")
+    assert individual["n_per_arm_planned"] == individual["n_per_arm_after_dropout"]
+    no_change = _row(table, "two_arm_nprs_change", "individual_randomisation_stratified_by_site")
+    assert no_change["note"].startswith("not estimable")  # every change is −3: no SD
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -10,10 +10,16 @@ import polars as pl
 import pytest
 import statsmodels.formula.api as smf
 
-from ketreg.metrics.predictors import POOLED_LEVEL, response_predictors
+from ketreg.metrics.predictors import POOLED_LEVEL
+from ketreg.metrics.predictors import response_predictors as all_predictors
 from schemas.protocol import load_metric_settings
 
 SETTINGS = load_metric_settings()
+
+
+def response_predictors(cohort: pl.DataFrame, settings) -> pl.DataFrame:
+    """The maximum-likelihood rows (the Firth rows beside them are tested in test_metrics_firth.py)."""
+    return all_predictors(cohort, settings).filter(pl.col("method") == "ml")
 
 
 def _cohort(n: int, seed: int = 3) -> pl.DataFrame:

@@ -34,6 +34,7 @@ POOLED_LEVEL = "other (pooled)"
 MAX_LOG_ODDS_SE = 10.0
 
 SCHEMA = {
+    "method": pl.String,  # ml (maximum likelihood, below) or firth (ketreg/metrics/firth.py)
     "model": pl.String,
     "factor": pl.String,
     "level": pl.String,
@@ -44,6 +45,8 @@ SCHEMA = {
     "ci_low": pl.Float64,
     "ci_high": pl.Float64,
     "p_value": pl.Float64,
+    "p_holm": pl.Float64,  # Holm-adjusted within method and model
+    "p_bh": pl.Float64,  # Benjamini–Hochberg-adjusted within method and model
     "estimable": pl.Boolean,
     "note": pl.String,
     "model_patients": pl.Int64,
@@ -216,7 +219,7 @@ def _rows(layout: Design, model: str, estimates: dict, reason: str | None) -> li
     """Per factor, in FACTORS order: the reference level, the other levels, then the levels left out."""
     data = layout.data
     shared = {
-        "model": model, "model_patients": data.height, "model_responders": int(data["responder"].sum()),
+        "method": "ml", "model": model, "model_patients": data.height, "model_responders": int(data["responder"].sum()),
         "odds_ratio": None, "ci_low": None, "ci_high": None, "p_value": None,
     }
     rows = []
@@ -255,10 +258,15 @@ def _rows(layout: Design, model: str, estimates: dict, reason: str | None) -> li
 
 
 def response_predictors(outcomes: pl.DataFrame, settings: MetricSettings) -> pl.DataFrame:
-    """The rows of metrics.response_predictors: a univariable model per factor, then the multivariable model."""
+    """The rows of metrics.response_predictors: maximum-likelihood fits (a univariable model per factor, then
+    the multivariable model), then the Firth-penalised ones, with Holm and Benjamini–Hochberg adjusted p-values."""
+    from ketreg.metrics.firth import adjust_p_values, firth_predictors
+
     patients = treated_patients(outcomes)
     rows = []
     for factor in FACTORS:
         rows += fit(design(patients, [factor], settings), "univariable", settings)
     rows += fit(design(patients, list(FACTORS), settings), "multivariable", settings)
-    return pl.DataFrame(rows, schema=SCHEMA)
+    rows += firth_predictors(outcomes, settings)
+    unadjusted = {name: kind for name, kind in SCHEMA.items() if name not in ("p_holm", "p_bh")}
+    return adjust_p_values(pl.DataFrame(rows, schema=unadjusted)).select(list(SCHEMA))

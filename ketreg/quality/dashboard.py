@@ -17,6 +17,7 @@ from ketreg.privacy.shared_metrics import suppressed_metrics
 from ketreg.quality import svg
 from ketreg.quality.landing_section import landing_section
 from ketreg.quality.patient_flow import patient_flow_section
+from ketreg.quality.planning_section import planning_section
 from ketreg.quality.rules import KAHN_CATEGORIES
 from ketreg.quality.site_pages import site_pages_section
 from ketreg.staging.fix_list import CASCADE_RULE
@@ -406,12 +407,13 @@ def render_dashboard(con: duckdb.DuckDBPyConnection, reports_dir: Path, dagster_
         '<nav><a href="#sites">Sites</a><a href="#intake">Intake</a><a href="#landing">Not read</a>'
         '<a href="#quarantine">Quarantine</a><a href="#deviations">Deviations</a>'
         '<a href="#completeness">Completeness</a><a href="#changes">Since last run</a><a href="#checks">Checks</a>'
-        '<a href="#metrics">Metrics</a></nav><main>'
+        '<a href="#metrics">Metrics</a><a href="#planning">Planning</a></nav><main>'
         f'<section id="summary"><div class="cards">{cards}</div></section>'
         + site_pages_section(con)
         + _intake(con) + landing_section(con)
         + _quarantine(con) + _deviations(con) + _completeness(checks) + _changes(con, checks)
         + _checks(checks, changes, dagster_url) + metrics_section(con) + patient_flow_section(con)
+        + planning_section(con)
         + f"</main><script>{_SCRIPT}</script></body></html>"
     )
     reports_dir.mkdir(parents=True, exist_ok=True)

@@ -129,8 +129,9 @@ def metrics_response_predictors(settings: RegistrySettings) -> dg.MaterializeRes
     kinds={"duckdb"},
 )
 def metrics_study_planning(settings: RegistrySettings) -> dg.MaterializeResult:
-    """Sample sizes of the next trials (single-arm vs benchmark, two-arm on responder rate and on mean NPRS
-    change) at each planned power, inflated for discontinuation and for the between-site ICC."""
+    """Sample sizes of the next trials (exact single-arm vs benchmark, two-arm on responder rate, on NPRS change
+    and by ANCOVA) at each planned power, inflated for dropout (missing primary endpoint) and for the design
+    effect of individual or cluster randomisation, each row with its inputs and their source tables."""
     with settings.working_db() as con:
         outcomes = read_table(con, "patient_outcomes")
         table = study_planning(outcomes, _metric_settings(settings))
@@ -138,15 +139,15 @@ def metrics_study_planning(settings: RegistrySettings) -> dg.MaterializeResult:
     first = table.row(0, named=True) if table.height else {}
     shared = {
         name: first[name] if first.get(name) is not None else "not estimable"
-        for name in ("site_icc", "design_effect", "discontinuation_rate")
+        for name in ("estimand", "site_icc", "site_icc_ci_high", "dropout_rate")
     }
     return dg.MaterializeResult(
         metadata={
             "rows": rows,
             **shared,
             "sample_sizes": _markdown(
-                table.select("design", "power", "effect_size", "n_per_arm", "n_per_arm_after_discontinuation",
-                             "n_per_arm_multisite", "total_patients_multisite", "note")
+                table.select("design", "power", "clustering", "effect_size", "n_per_arm", "n_per_arm_after_dropout",
+                             "n_per_arm_planned", "total_patients", "total_patients_icc_upper", "note")
             ),
         }
     )

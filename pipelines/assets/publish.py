@@ -4,13 +4,14 @@ import dagster as dg
 
 from ketreg.registry.publish import publish
 from pipelines.assets.metrics import metrics_assets
+from pipelines.assets.planning import planning_assets
 from pipelines.assets.registry import registry_assets
 from pipelines.resources import RegistrySettings
 
 
 @dg.asset(
     key=["publish", "analyst_registry"],
-    deps=[asset.key for asset in (*registry_assets, *metrics_assets)],
+    deps=[key for asset in (*registry_assets, *metrics_assets, *planning_assets) for key in asset.keys],
     group_name="publish",
     kinds={"duckdb"},
 )

@@ -20,6 +20,7 @@ from ketreg.quality.site_checks import site_export_checks
 from ketreg.warehouse.connection import scalar
 from ketreg.warehouse.file_modes import share
 from pipelines.assets.metrics import metrics_assets
+from pipelines.assets.planning import planning_assets
 from pipelines.assets.registry import registry_assets
 from pipelines.checks import CHECKS, RegistryCheck
 from pipelines.resources import RegistrySettings
@@ -110,7 +111,7 @@ def quality_check_results(context: dg.AssetExecutionContext, settings: RegistryS
 
 @dg.asset(
     key=["quality", "dashboard"],
-    deps=[quality_check_results.key, *(asset.key for asset in metrics_assets)],
+    deps=[quality_check_results.key, *(key for asset in (*metrics_assets, *planning_assets) for key in asset.keys)],
     group_name="quality",
     kinds={"html"},
 )

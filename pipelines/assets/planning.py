@@ -1,0 +1,84 @@
+"""Metrics layer, planning the next study: time-to-event curves, between-site heterogeneity of response.
+(The Firth predictors and the sample sizes extend metrics/response_predictors and metrics/study_planning.)"""
+
+import dagster as dg
+import polars as pl
+
+from ketreg.metrics.build import read_table, write_table
+from ketreg.metrics.estimand import estimand_for
+from ketreg.metrics.heterogeneity import heterogeneity_from_outcomes
+from ketreg.metrics.time_to_event import relief_episodes, time_to_event_tables, treatment_courses
+from pipelines.resources import RegistrySettings
+
+_REGISTRY_INPUTS = [["registry", t] for t in ("patients", "infusions", "assessments", "dispositions")]
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(["metrics", "time_to_event"], deps=_REGISTRY_INPUTS, group_name="metrics", kinds={"duckdb"},
+                     description="Kaplan–Meier curves (relief per infusion, time on treatment) and cumulative "
+                                 "incidence of discontinuation by reason, with number at risk"),
+        dg.AssetSpec(["metrics", "time_to_event_summary"], deps=_REGISTRY_INPUTS, group_name="metrics",
+                     kinds={"duckdb"}, description="Median days with 95 % CI, patients and events per curve"),
+    ],
+)
+def metrics_time_to_event(settings: RegistrySettings):
+    """Relief duration censored at the next infusion, an interruption or loss to follow-up; time on
+    treatment; discontinuation by reason as competing risks (sql/metrics/relief_episodes.sql,
+    sql/metrics/treatment_courses.sql)."""
+    with settings.working_db() as con:
+        episodes, courses = relief_episodes(con), treatment_courses(con)
+        curves, summary = time_to_event_tables(episodes, courses)
+        curve_rows = write_table(con, "time_to_event", curves)
+        summary_rows = write_table(con, "time_to_event_summary", summary)
+    statuses = dict(episodes.group_by("status").len().sort("status").iter_rows())
+    overall = {row["endpoint"]: row for row in summary.filter(pl.col("stratum_type") == "overall").iter_rows(
+        named=True)}
+
+    def median(endpoint: str) -> str:
+        row = overall.get(endpoint)
+        if row is None or row["median_days"] is None:
+            return "not reached"
+        high = "not reached" if row["ci_high"] is None else f"{row['ci_high']:g}"
+        return f"{row['median_days']:g} days (95 % CI {row['ci_low']:g}–{high}; {row['events']} events)"
+
+    yield dg.MaterializeResult(asset_key=["metrics", "time_to_event"], metadata={
+        "rows": curve_rows,
+        "infusions_with_relief_recorded": episodes.height - statuses.get("not_recorded", 0),
+        "infusions_without_relief_recorded": statuses.get("not_recorded", 0),
+        "relief_censored_at_next_infusion": statuses.get("next_infusion", 0),
+        "relief_censored_at_interruption": statuses.get("interruption", 0),
+        "relief_censored_lost_to_follow_up": statuses.get("lost_to_follow_up", 0),
+    })
+    yield dg.MaterializeResult(asset_key=["metrics", "time_to_event_summary"], metadata={
+        "rows": summary_rows,
+        "median_relief_duration": median("relief_duration"),
+        "median_time_on_treatment": median("time_on_treatment"),
+    })
+
+
+@dg.asset(
+    key=["metrics", "site_heterogeneity"],
+    deps=[["metrics", "patient_outcomes"]],
+    group_name="metrics",
+    kinds={"duckdb"},
+)
+def metrics_site_heterogeneity(settings: RegistrySettings) -> dg.MaterializeResult:
+    """Random-effects pooled responder rate across sites (DerSimonian–Laird and REML on the logit scale) with
+    Q, I², τ² and the 95 % prediction interval, for the primary estimand (when built) and the study definition."""
+    with settings.working_db() as con:
+        outcomes = read_table(con, "patient_outcomes")
+        estimand = estimand_for(outcomes)
+        table = heterogeneity_from_outcomes(outcomes)
+        rows = write_table(con, "site_heterogeneity", table)
+    metadata: dict[str, object] = {"rows": rows, "estimand": estimand.label}
+    for row in table.filter(pl.col("pooled_estimate").is_not_null()).iter_rows(named=True):
+        pi = (f"; 95 % PI {row['pi_low']:.1%}–{row['pi_high']:.1%}" if row["pi_low"] is not None else "")
+        metadata[f"{row['metric']}_{row['method']}"] = (
+            f"{row['pooled_estimate']:.1%} (95 % CI {row['ci_low']:.1%}–{row['ci_high']:.1%}{pi}; "
+            f"τ² {row['tau2']:.3g}, I² {row['i2']:.0%}, Q {row['q']:.2f} on {row['sites'] - 1} df)"
+        )
+    return dg.MaterializeResult(metadata=metadata)
+
+
+planning_assets = [metrics_time_to_event, metrics_site_heterogeneity]
