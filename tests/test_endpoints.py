@@ -583,7 +583,17 @@ def test_predictors_and_planning_do_not_depend_on_row_order():
         "responder": rng.random(n) < 0.6,
         "discontinued": rng.random(n) < 0.3,
         "nprs_change_end_of_induction": rng.integers(-8, 3, n),
-    })
+        "nprs_baseline": rng.integers(4, 11, n),
+        "course_incomplete": np.full(n, False),
+        "primary_assessment_observed": rng.random(n) < 0.7,
+        "sustained_responder": rng.random(n) < 0.35,
+        "nprs_primary": rng.integers(0, 11, n).astype(float),
+        "nprs_change_primary": rng.integers(-8, 3, n).astype(float),
+    }).with_columns(
+        # Missing the primary assessment: no score, and not a responder (composite strategy).
+        pl.when(pl.col("primary_assessment_observed")).then(pl.col(c)).otherwise(None).alias(c)
+        for c in ("nprs_primary", "nprs_change_primary")
+    ).with_columns(pl.col("sustained_responder") & pl.col("primary_assessment_observed"))
     reference = (response_predictors(outcomes, settings), study_planning(outcomes, settings))
     assert reference[0]["estimable"].sum() > 5
     for seed in range(5):
