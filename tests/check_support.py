@@ -15,13 +15,85 @@ from typing import Any
 
 import dagster as dg
 import duckdb
-from support import TEST_KEY
+import pytest
+from support import CANONICAL_ROWS, TEST_KEY, RegistryRun, run_registry, write_export
 
 from pipelines.checks import registry_checks
 from pipelines.definitions import ALL_ASSETS
 from pipelines.resources import PseudonymKey, RegistrySettings
-from schemas.protocol import Protocol
+from schemas.protocol import Protocol, load_protocol
 from schemas.tables import TABLES
+
+SITES = ("site_a", "site_b")
+_CLEAN: list[RegistryRun] = []
+
+
+def clean_two_site_run(tmp_path_factory: pytest.TempPathFactory) -> RegistryRun:
+    """Two sites, each with one valid canonical export, run once through the whole pipeline (made on first use,
+    then shared by the modules that corrupt copies of its working database)."""
+    if not _CLEAN:
+        root = tmp_path_factory.mktemp("clean-two-sites")
+        for site in SITES:
+            write_export(root / "landing", site)
+        run = run_registry(root / "landing", root / "out")
+        assert run.success, run.failures
+        _CLEAN.append(run)
+    return _CLEAN[0]
+
+
+def rows_of(table: str) -> int:
+    """Registry rows of a table in the clean two-site run: the canonical export's rows, once per site."""
+    return len(CANONICAL_ROWS[table]) * len(SITES)
+
+
+REGISTRY_KEYS = {"patients": "patient_key", "infusions": "infusion_key", "assessments": "assessment_key",
+                 "adverse_events": "ae_key", "dispositions": "patient_key"}
+
+
+def corrupt(work_db: Path, *statements: str) -> None:
+    """Run statements on the working database behind the pipeline's back."""
+    con = duckdb.connect(str(work_db))
+    try:
+        for statement in statements:
+            con.execute(statement)
+    finally:
+        con.close()
+
+
+def column_types(work_db: Path, table: str) -> dict[str, str]:
+    """Column name → DuckDB type of a registry table."""
+    con = duckdb.connect(str(work_db), read_only=True)
+    try:
+        return {name: kind for name, kind, *_ in con.execute(f"DESCRIBE registry.{table}").fetchall()}
+    finally:
+        con.close()
+
+
+def literal(value: object) -> str:
+    """A value as an SQL literal."""
+    return "'" + value.replace("'", "''") + "'" if isinstance(value, str) else repr(value)
+
+
+def place_cases(work_db: Path, table: str, cases: list) -> list[str]:
+    """Each case on its own copy of the table's first row, under a key of its own; returns those keys."""
+    key = REGISTRY_KEYS[table]
+    statements, keys = [], []
+    for index, case in enumerate(cases):
+        case_key = f"case-{index:02d}"
+        keys.append(case_key)
+        if table == "dispositions":
+            # Dispositions have no key of their own: the copy keeps its patient and is found by its reason text.
+            statements.append(
+                f"INSERT INTO registry.{table} SELECT * REPLACE ({literal(case.value)} AS {case.column}) "
+                f"FROM registry.{table} LIMIT 1"
+            )
+            continue
+        statements.append(
+            f"INSERT INTO registry.{table} SELECT * REPLACE ('{case_key}' AS {key}, "
+            f"{literal(case.value)} AS {case.column}) FROM registry.{table} LIMIT 1"
+        )
+    corrupt(work_db, *statements)
+    return keys
 
 
 @dataclass(frozen=True)
@@ -156,3 +228,14 @@ def bound_cases(table: str, protocol: Protocol, column_types: dict[str, str]) ->
             cases.append(BoundCase(table, name, check.name, inside_value, True))
             cases.append(BoundCase(table, name, check.name, outside_value, False))
     return cases
+
+
+def limit_cases(work_db: Path, inside: bool) -> dict[str, list[BoundCase]]:
+    """The cases inside (or outside) every limit of every registry table, by table."""
+    by_table = {}
+    for table in TABLES:
+        cases = [c for c in bound_cases(table.name, load_protocol(), column_types(work_db, table.name))
+                 if c.inside is inside]
+        assert cases, f"no limit of {table.name} was found in its contract"
+        by_table[table.name] = cases
+    return by_table
