@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 (copy / mutation.path).write_text(original, encoding="utf-8")
             outcome = {KILLED: "killed", SURVIVED: "survived", -1: "killed (timeout)"}.get(code, f"error ({code})")
+            if code == KILLED and " failed" not in summary:
+                outcome = "killed (error)"  # a fixture broke: e.g. the mutated pipeline no longer runs clean data
             results.append((mutation, outcome))
             print(f"{outcome:16} {mutation.name:32} {summary} [{seconds:.0f} s]", flush=True)
 
