@@ -18,7 +18,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from support import RegistryRun, canonical_rows, row_by_id, run_registry, write_export
+from check_support import clean_two_site_run
+from support import RegistryRun, canonical_rows, row_by_id, write_export
 
 from ketreg.landing.discovery import scan_landing
 from ketreg.registry.publish import publish, published_tables
@@ -80,14 +81,14 @@ def statement_kinds(step: str, work_db: Path, target: Path) -> list[str]:
 
 
 def pause_points(kinds: list[str]) -> list[str]:
-    """Statement numbers (1-based) to stop before: the first ones, the middle and the last ones; when the step
-    has a transaction, the first statement in it, its middle and the COMMIT itself."""
-    total = len(kinds)
-    points = {1, 2, total // 2, total - 1, total}
+    """Statement numbers (1-based) to stop before. In a transaction: its first statement, its middle and the
+    COMMIT itself (each child costs seconds). Without one: the first statement, the middle and the last."""
     if "BEGIN" in kinds and "COMMIT" in kinds:
         begin, commit = kinds.index("BEGIN") + 1, len(kinds) - kinds[::-1].index("COMMIT")
-        points |= {begin + 1, (begin + commit) // 2, commit}
-    return [str(p) for p in sorted(points) if p >= 1]
+        points = {begin + 1, (begin + commit) // 2, commit}
+    else:
+        points = {1, len(kinds) // 2, len(kinds)}
+    return [str(p) for p in sorted(points)]
 
 
 # A reader that opens the analysts' file read-only while the publisher is stopped and prints what it finds.
@@ -111,12 +112,8 @@ def read_while_paused(path: Path) -> Fingerprints:
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> RegistryRun:
-    """A registry published once (the old state analysts have)."""
-    root = tmp_path_factory.mktemp("publish")
-    write_export(root / "landing", "site_a")
-    run = run_registry(root / "landing", root / "out")
-    assert run.success, run.failures
-    return run
+    """A registry published once (the old state analysts have): two sites, one canonical export each."""
+    return clean_two_site_run(tmp_path_factory)
 
 
 def _changed_working_db(run: RegistryRun, folder: Path) -> Path:
@@ -134,6 +131,7 @@ def _changed_working_db(run: RegistryRun, folder: Path) -> Path:
     return work_db
 
 
+@pytest.mark.slow
 def test_publish_killed_at_any_point_leaves_readers_the_old_or_the_new_registry(
     published: RegistryRun, tmp_path: Path
 ) -> None:
@@ -197,8 +195,8 @@ def test_publish_killed_after_the_rename_leaves_the_new_registry(published: Regi
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Staging: one transaction per batch of exports. The new batch corrects site_a's export (a quarantined row
-# becomes valid, another becomes invalid) and brings a first export of site_b.
+# Staging: one transaction per batch of exports. The new batch corrects site_a's export (a patient becomes
+# invalid, an infusion changes) and brings a first export of site_c.
 
 
 def _corrected_landing(landing: Path) -> None:
@@ -206,9 +204,10 @@ def _corrected_landing(landing: Path) -> None:
     row_by_id(rows, "patients", "PT-0002")["weight_kg"] = "20"  # below the contract's minimum: quarantined
     row_by_id(rows, "infusions", "INF-0002")["max_rate_mg_h"] = "45"
     write_export(landing, "site_a", rows=rows)
-    write_export(landing, "site_b")
+    write_export(landing, "site_c")
 
 
+@pytest.mark.slow
 def test_staging_killed_mid_batch_keeps_the_old_or_the_new_staged_rows(
     published: RegistryRun, tmp_path: Path
 ) -> None:

@@ -205,6 +205,7 @@ METRIC_EXPECTED = {
 }
 
 
+@pytest.mark.slow
 def test_protocol_deviations_start_one_step_past_each_limit(boundary_run: tuple[RegistryRun, list[Case]]) -> None:
     run, cases = boundary_run
     keys = _patient_keys(run)
@@ -220,6 +221,7 @@ def test_protocol_deviations_start_one_step_past_each_limit(boundary_run: tuple[
     assert len(found) == len(deviating)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", list(METRIC_EXPECTED))
 def test_metric_thresholds_count_the_patient_on_the_right_side(
     boundary_run: tuple[RegistryRun, list[Case]], metric: str

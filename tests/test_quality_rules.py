@@ -30,6 +30,9 @@ from ketreg.quality.settings import load_quality_settings
 from schemas.protocol import load_protocol
 from schemas.tables import TABLES
 
+# Each test here corrupts or reads real pipeline runs (seconds each).
+pytestmark = pytest.mark.slow
+
 # The completeness threshold tested at its boundary: NPRS, the registry's primary outcome.
 OUTCOME_TABLE, OUTCOME_COLUMN = "assessments", "nprs"
 

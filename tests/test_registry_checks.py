@@ -35,6 +35,9 @@ from pipelines.resources import RegistrySettings
 from schemas.protocol import load_protocol
 from schemas.tables import TABLES
 
+# Each test here corrupts or reads real pipeline runs (seconds each).
+pytestmark = pytest.mark.slow
+
 FILES = len(CANONICAL_ROWS)  # one file per contract table in each export
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,9 @@ from support import RegistryRun, canonical_rows, query_db, row_by_id, run_regist
 
 from schemas.protocol import load_protocol
 
+# Each test here corrupts or reads real pipeline runs (seconds each).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def site_run(tmp_path_factory: pytest.TempPathFactory) -> RegistryRun:
