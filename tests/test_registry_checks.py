@@ -40,6 +40,7 @@ pytestmark = pytest.mark.slow
 
 FILES = len(CANONICAL_ROWS)  # one file per contract table in each export
 
+
 @pytest.fixture(scope="module")
 def clean_run(tmp_path_factory: pytest.TempPathFactory) -> RegistryRun:
     return clean_two_site_run(tmp_path_factory)
