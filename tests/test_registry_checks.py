@@ -29,7 +29,7 @@ from check_support import (
     rows_of,
     violating_rows,
 )
-from support import CANONICAL_ROWS, RegistryRun, canonical_rows, run_registry, write_export
+from support import CANONICAL_ROWS, EXPORT_ID, RegistryRun, canonical_rows, run_registry, write_export
 
 from pipelines.resources import RegistrySettings
 from schemas.protocol import load_protocol
@@ -76,6 +76,7 @@ def test_every_check_of_the_definitions_is_exercised_here() -> None:
         "registry/file_counts:rows_conserved",
         "registry/file_counts:accepted_rows_reach_registry",
         "registry/file_counts:no_sudden_row_drop",
+        "registry/file_counts:quarantine_counts_match_file_counts",
         *(f"registry/{t}:{k}_unique_not_null" for t, k in REGISTRY_KEYS.items() if t != "dispositions"),
         *(f"registry/{child}:{key}_references_{parent}" for child, key, parent in (
             ("infusions", "patient_key", "patients"), ("assessments", "patient_key", "patients"),
@@ -101,7 +102,22 @@ def test_a_row_counted_twice_fails_conservation(work_db: Path) -> None:
     corrupt(work_db, "UPDATE staging.file_counts SET rows_quarantined = rows_quarantined + 1, "
                      "rows_read = rows_read - 1 WHERE site_id = 'site_b' AND file_name = 'patients.csv'")
     outcomes = evaluate_checks(work_db, rebuild=["file_counts"])
-    assert_only_failure(outcomes, "registry/file_counts:rows_conserved", 1, FILES * len(SITES))
+    # The analysts' quarantine counts name no line for the extra quarantined row: that check fails too.
+    assert failing(outcomes) == {
+        "registry/file_counts:rows_conserved": (1, FILES * len(SITES)),
+        "registry/file_counts:quarantine_counts_match_file_counts": (1, FILES * len(SITES)),
+    }
+
+
+def test_quarantine_counts_naming_a_line_the_ledger_did_not_quarantine_fail_their_check(work_db: Path) -> None:
+    corrupt(work_db, "INSERT INTO registry.quarantine BY NAME SELECT 'site_a' AS site_id, "
+                     f"'{EXPORT_ID}' AS export_id, 'patients.csv' AS file_name, 'range' AS rule, "
+                     "'weight_kg' AS column_name, 1 AS quarantined_rows, [2] AS source_lines, "
+                     "true AS is_current_export")
+    outcomes = evaluate_checks(work_db)
+    name = "registry/file_counts:quarantine_counts_match_file_counts"
+    assert_only_failure(outcomes, name, 1, FILES * len(SITES))
+    assert violating_rows(work_db, outcomes[name], "site_id || '/' || file_name") == ["site_a/patients.csv"]
 
 
 def test_accepted_rows_lost_before_the_registry_fail_the_reach_check(work_db: Path) -> None:

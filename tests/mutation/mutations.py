@@ -75,6 +75,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         "accepted_rows_reach_registry: the registry holds exactly the accepted rows, no more, no fewer",
     ),
     Mutation(
+        "quarantine_counts_one_sided", "pipelines/checks.py",
+        "WHERE f.rows_quarantined <> coalesce(c.lines, 0)",
+        "WHERE f.rows_quarantined > coalesce(c.lines, 0)",
+        (*_CHECKS, "-k", "quarantine_counts"),
+        "quarantine_counts_match_file_counts: the analysts' quarantine counts name exactly the quarantined lines",
+    ),
+    Mutation(
         "key_check_tolerates_pairs", "pipelines/checks.py",
         "GROUP BY {key} HAVING count(*) > 1)",
         "GROUP BY {key} HAVING count(*) > 2)",
