@@ -128,7 +128,7 @@ def evaluate_checks(work_db: Path, rebuild: Iterable[str] = ()) -> dict[str, Che
             analyst_db=str(work_db.with_name("registry.duckdb")),
             work_db=str(work_db),
         ),
-        "pseudonym_key": PseudonymKey(key=TEST_KEY),
+        "pseudonym_key": PseudonymKey(),  # reads the key from the environment, set below for this run only
     }
     selection = dg.AssetSelection.checks(*registry_checks)
     for name in rebuild:
@@ -138,9 +138,11 @@ def evaluate_checks(work_db: Path, rebuild: Iterable[str] = ()) -> dict[str, Che
         assets=ALL_ASSETS, asset_checks=registry_checks, jobs=[job], resources=resources,
         executor=dg.in_process_executor,
     )
-    result = defs.resolve_job_def("checks_only").execute_in_process(
-        raise_on_error=False, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KETREG_PSEUDONYM_KEY", TEST_KEY)
+        result = defs.resolve_job_def("checks_only").execute_in_process(
+            raise_on_error=False, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+        )
     # A failing blocking check fails its own step (that is how it blocks); any other step failure is a bug.
     errors = [event.step_failure_data.error for event in result.get_step_failure_events()]
     assert all(e is not None and e.cls_name == "DagsterAssetCheckFailedError" for e in errors), errors
