@@ -179,7 +179,7 @@ def test_export_changes_show_what_a_site_lost_and_the_drop_check_reports_it(tmp_
     spec = next(spec for check in registry_checks for spec in check.check_specs if spec.name == "no_sudden_row_drop")
     assert run.success is not spec.blocking
     reported = [m for m in (run.failures if spec.blocking else run.warnings) if "no_sudden_row_drop" in m]
-    assert len(reported) == 1 and "site_a" in reported[0], reported
+    assert any("site_a" in m for m in reported), reported
     assert run.analyst_db.exists() is not spec.blocking  # a blocking drop publishes nothing
     outcome = evaluate_checks(run.work_db)["registry/file_counts:no_sudden_row_drop"]
     assert (outcome.passed, outcome.numerator, outcome.denominator) == (False, 1, 5)
