@@ -82,6 +82,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         "quarantine_counts_match_file_counts: the analysts' quarantine counts name exactly the quarantined lines",
     ),
     Mutation(
+        "vanished_site_check_never_fires", "pipelines/checks.py",
+        "WHERE published.rows_published > 0 AND coalesce(this_run.rows_in_registry, 0) = 0",
+        "WHERE published.rows_published > 0 AND coalesce(this_run.rows_in_registry, 0) < 0",
+        (*_CHECKS, "-k", "vanish"),
+        "no_site_vanished: a published site whose rows all disappear stops publishing",
+    ),
+    Mutation(
+        "vanished_site_check_ignores_retirement", "pipelines/checks.py",
+        "          AND NOT list_contains({retired_list}, published.site_id)\n",
+        "",
+        (*_CHECKS, "-k", "retired"),
+        "a site retired on purpose may leave the registry",
+    ),
+    Mutation(
         "key_check_tolerates_pairs", "pipelines/checks.py",
         "GROUP BY {key} HAVING count(*) > 1)",
         "GROUP BY {key} HAVING count(*) > 2)",
