@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 DEMO_PSEUDONYM_KEY := ketreg-demo-key-synthetic-data-only
 DEMO := demo
 
-.PHONY: install browser demo test lint lock docs clean
+.PHONY: install browser demo test lint lock docs clean mutation
 
 install: $(STAMP)
 
@@ -43,6 +43,11 @@ demo: install
 
 test: install browser
 	$(BIN)/pytest -q
+
+# Curated mutations of the safety nets, each applied to a temporary copy of the repo with the tests that must
+# catch it (tests/mutation/; score and survivors in tests/README.md). Slow: not part of `make test`.
+mutation: install
+	$(BIN)/python tests/mutation/run.py
 
 # The browser test (tests/test_browser.py) drives Debian's Chromium through Playwright; no browser is downloaded.
 # CI runs `make test` as root on a fresh machine, so this installs the package when it is missing.

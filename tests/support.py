@@ -179,6 +179,7 @@ class RegistryRun:
     success: bool
     failures: list[str]
     manifest: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # failed checks that do not block publishing
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
         """Rows of a query on the published analysts' database (read-only)."""
@@ -208,7 +209,9 @@ def run_registry(landing: Path, out_dir: Path, key: str = TEST_KEY, protocol_fil
         patch.setenv("KETREG_PSEUDONYM_KEY", key)
         patch.delenv("DAGSTER_HOME", raising=False)
         outcome = run_pipeline(landing, analyst_db, work_db, protocol_file)
-    return RegistryRun(landing, analyst_db, work_db, key, outcome.success, outcome.failures, manifest or [])
+    return RegistryRun(
+        landing, analyst_db, work_db, key, outcome.success, outcome.failures, manifest or [], outcome.warnings
+    )
 
 
 def table_names(path: Path) -> list[tuple[str, str]]:

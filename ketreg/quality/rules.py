@@ -140,7 +140,9 @@ def table_rules(
         operator = ">=" if or_equal else ">"
         rules.append(QualityRule(
             table.name, rule_name, PLAUSIBILITY, larger, "ExpectColumnPairValuesAToBeGreaterThanB",
-            {"column_A": larger, "column_B": smaller, "or_equal": or_equal},
+            # A missing time or rate is the `_present` rule's to report, as in the SQL predicate (NULL lists no row)
+            # and the contract's row rule; GX would otherwise count it here too and disagree with the site counts.
+            {"column_A": larger, "column_B": smaller, "or_equal": or_equal, "ignore_row_if": "either_value_is_missing"},
             f"NOT ({larger} {operator} {smaller})", row_rule.message.replace(" must be ", " is "),
         ))
     return rules
