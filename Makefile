@@ -63,7 +63,7 @@ lint: install
 # Re-resolve dependencies from pyproject.toml and pin them again (then commit requirements.lock).
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	.venv-lock/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,postgres]'
 	(echo "# Exact versions that \`make\` installs (pip freeze of a working .venv, Python 3.11)."; \
 	 echo "# Regenerate: make lock"; .venv-lock/bin/python -m pip freeze --exclude-editable) > requirements.lock
 	rm -rf .venv-lock
