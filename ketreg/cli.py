@@ -31,6 +31,7 @@ def _run(args: argparse.Namespace) -> int:
     from ketreg.landing.limits import LimitsError
     from ketreg.landing.retired import landing_is_empty
     from ketreg.registry.key_fingerprint import KeyMismatch
+    from ketreg.registry.postgres_publish import PostgresPublishError, check_publish_url
     from ketreg.registry.pseudonym import MissingPseudonymKey
     from ketreg.run import run_pipeline
     from ketreg.summary import run_summary
@@ -52,13 +53,15 @@ def _run(args: argparse.Namespace) -> int:
         # Both halves of the protocol file, checked before anything runs: a typo is a usage error, not a failed run.
         load_protocol(args.protocol)
         load_metric_settings(args.protocol)
+        if args.publish:
+            check_publish_url(args.publish)
         outcome = run_pipeline(
             landing, analyst_db, Path(args.work_db) if args.work_db else None,
             Path(args.protocol) if args.protocol else None, rebuild=args.rebuild, rekey=args.rekey,
             limits_file=Path(args.limits) if args.limits else None, retired_sites=args.retire_site,
-            sites_dir=sites_dir,
+            sites_dir=sites_dir, publish_url=args.publish or "",
         )
-    except (MissingPseudonymKey, ProtocolError, KeyMismatch, LimitsError) as exc:
+    except (MissingPseudonymKey, ProtocolError, KeyMismatch, LimitsError, PostgresPublishError) as exc:
         print(f"ketreg run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from ketreg.landing.landing_notices import read_landing_notices
@@ -198,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--retire-site", action="append", default=[], metavar="SITE",
         help="let SITE's data leave the published registry in this run (repeatable); without it a run that "
              "would drop a site refuses to publish. A file named RETIRED in landing/SITE/ does the same durably",
+    )
+    run.add_argument(
+        "--publish", metavar="POSTGRESQL_URL",
+        help="also publish to PostgreSQL: the analysts' tier and the site tier with row-level security "
+             "(docs/deployment.md); the password goes in PGPASSWORD or ~/.pgpass, not the URL",
     )
     run.set_defaults(handler=_run)
 

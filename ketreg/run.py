@@ -35,6 +35,7 @@ def run_pipeline(
     limits_file: Path | None = None,
     retired_sites: list[str] | None = None,
     sites_dir: Path | None = None,
+    publish_url: str = "",
 ) -> RunOutcome:
     """Run the registry job (every asset and check, as sensors and schedules launch it) in this process.
     Uses the Dagster instance of DAGSTER_HOME when it is set, so the run shows in `dagster dev`;
@@ -53,6 +54,7 @@ def run_pipeline(
         limits_file=str(limits_file or ""),
         retired_sites=list(retired_sites or []),
         sites_dir=str(sites_dir or ""),
+        publish_url=publish_url,
     )
     settings.limits()  # a broken limits file is a usage error, before anything runs
     rekeyed_from = check_key_matches(key, settings.work_db_path, settings.analyst_db_path, rekey)

@@ -6,6 +6,7 @@ from pipelines.assets.landing import landing_exports
 from pipelines.assets.metrics import metrics_assets
 from pipelines.assets.planning import planning_assets
 from pipelines.assets.publish import analyst_registry
+from pipelines.assets.publish_postgres import postgres_registry
 from pipelines.assets.quality import quality_assets
 from pipelines.assets.registry import registry_assets
 from pipelines.assets.reports import reports_assets
@@ -21,7 +22,7 @@ from pipelines.sensors import landing_sensor
 
 ALL_ASSETS = [
     landing_exports, stage_exports, *registry_assets, *site_private_assets, *metrics_assets, *planning_assets,
-    analyst_registry, *quality_assets, *reports_assets,
+    analyst_registry, postgres_registry, *quality_assets, *reports_assets,
 ]
 
 

@@ -37,6 +37,10 @@ class RegistrySettings(dg.ConfigurableResource):
     sites_dir: str = ""
     # The quality dashboard and Great Expectations Data Docs; empty = a `reports` folder beside `analyst_db`.
     reports_dir: str = ""
+    # Also publish to PostgreSQL (docs/deployment.md): a postgresql:// URL without a password (PGPASSWORD or
+    # ~/.pgpass hold it); empty = the DuckDB analysts' file only. Site roles are <prefix><site_id>.
+    publish_url: str = ""
+    publish_site_role_prefix: str = "ketreg_site_"
 
     @property
     def landing_path(self) -> Path:
@@ -99,6 +103,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             analyst_db=os.environ.get("KETREG_DB", "demo/registry.duckdb"),
             protocol_file=os.environ.get("KETREG_PROTOCOL", ""),
             sites_dir=os.environ.get("KETREG_SITES_DIR", ""),
+            publish_url=os.environ.get("KETREG_PUBLISH_URL", ""),
         ),
         "pseudonym_key": PseudonymKey(),
     }

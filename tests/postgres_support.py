@@ -35,20 +35,15 @@ def _admin():
 
 def fresh_database() -> Iterator[FreshDatabase]:
     """A database created for one test and dropped after it (with any session still connected)."""
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from psycopg.conninfo import conninfo_to_dict
 
     name = f"ketreg_test_{uuid.uuid4().hex[:12]}"
     with _admin() as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     params = conninfo_to_dict(SERVER_URL)
+    host, port, user = str(params.get("host", "127.0.0.1")), int(params.get("port", 5432)), str(params["user"])
     try:
-        yield FreshDatabase(
-            name=name,
-            url=make_conninfo(SERVER_URL, dbname=name),
-            host=str(params.get("host", "127.0.0.1")),
-            port=int(params.get("port", 5432)),
-            user=str(params.get("user", "postgres")),
-        )
+        yield FreshDatabase(name=name, url=f"postgresql://{user}@{host}:{port}/{name}", host=host, port=port, user=user)
     finally:
         with _admin() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

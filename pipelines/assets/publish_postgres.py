@@ -1,0 +1,30 @@
+"""Publish layer, PostgreSQL target: when `settings.publish_url` is set (`ketreg run --publish postgresql://…`,
+or KETREG_PUBLISH_URL for the daemon), the analysts' tier and the site tier go to PostgreSQL after the analysts'
+DuckDB file, each swapped in one transaction. Unset (the default), this step publishes nothing."""
+
+import dagster as dg
+
+from ketreg.registry.postgres_publish import publish_postgres
+from pipelines.assets.publish import analyst_registry
+from pipelines.assets.site_private import site_private_assets
+from pipelines.resources import RegistrySettings
+
+
+@dg.asset(
+    key=["publish", "postgres_registry"],
+    # After the DuckDB publish: a run that fails before it publishes neither target.
+    deps=[analyst_registry.key, *(asset.key for asset in site_private_assets)],
+    group_name="publish",
+    kinds={"postgres"},
+)
+def postgres_registry(context: dg.AssetExecutionContext, settings: RegistrySettings) -> dg.MaterializeResult:
+    """Schemas `registry` and `metrics` for analysts (role ketreg_analyst) and `site_private` with row-level
+    security (one role per site), built aside and renamed into place in one transaction."""
+    if not settings.publish_url:
+        return dg.MaterializeResult(metadata={"published": False, "why": "no publish_url set"})
+    with settings.working_db() as con:
+        counts = publish_postgres(con, settings.publish_url, settings.publish_site_role_prefix)
+    context.log.info(f"published {len(counts)} tables to PostgreSQL")
+    return dg.MaterializeResult(
+        metadata={"published": True, **{f"rows_{table}": rows for table, rows in counts.items()}}
+    )
