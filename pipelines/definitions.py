@@ -19,6 +19,7 @@ from pipelines.quality_checks import great_expectations_checks
 from pipelines.resources import default_resources
 from pipelines.schedules import nightly_rebuild
 from pipelines.sensors import landing_sensor
+from pipelines.staging_fanout import staging_fanout_job
 
 ALL_ASSETS = [
     landing_exports, stage_exports, *registry_assets, *site_private_assets, *metrics_assets, *planning_assets,
@@ -32,7 +33,7 @@ def build_definitions(resources: dict[str, dg.ConfigurableResource] | None = Non
     return dg.Definitions(
         assets=with_conventions(ALL_ASSETS),
         asset_checks=[*registry_checks, great_expectations_checks],
-        jobs=[registry_job],
+        jobs=[registry_job, staging_fanout_job],
         sensors=[landing_sensor],
         schedules=[nightly_rebuild],
         resources=resources if resources is not None else default_resources(),

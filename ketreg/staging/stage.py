@@ -141,13 +141,26 @@ def _delete_exports(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str]],
 _ALL_STAGING = [t.name for t in TABLES] + ["quarantine", "file_counts", "exports"]
 
 
-def _stage_batch(
-    con: duckdb.DuckDBPyConnection,
-    batch: list[LandingExport],
-    protocol: Protocol,
-    rules_fingerprint: str,
-    report: StagingReport,
-) -> None:
+@dataclass
+class StagedBatch:
+    """What staging writes for a batch of exports: accepted rows per table, quarantine, file counts, statuses."""
+
+    accepted: dict[str, pl.DataFrame]
+    quarantine: pl.DataFrame
+    file_counts: pl.DataFrame
+    exports: pl.DataFrame
+
+    def frames(self) -> dict[str, pl.DataFrame]:
+        """Every frame by its staging table's name."""
+        return {**self.accepted, "quarantine": self.quarantine, "file_counts": self.file_counts,
+                "exports": self.exports}
+
+
+def validate_batch(
+    batch: list[LandingExport], protocol: Protocol, rules_fingerprint: str, report: StagingReport
+) -> StagedBatch:
+    """Read and validate a batch of exports (one export is a batch of one): the frames staging stores.
+    Touches no database, so per-export work units run it in parallel processes (ketreg/staging/units.py)."""
     raw_by_table: dict[str, list[pl.DataFrame]] = {t.name: [] for t in TABLES}
     # Conversion failures of mapped sites, with rows counted in the concatenated frame of the batch.
     extra_by_table: dict[str, list[pl.DataFrame]] = {t.name: [] for t in TABLES}
@@ -215,18 +228,40 @@ def _stage_batch(
         pl.col("rows_read", "rows_accepted", "rows_quarantined").fill_null(0)
     )
 
+    return StagedBatch(
+        accepted=accepted,
+        quarantine=pl.concat(quarantined),
+        file_counts=file_counts,
+        exports=pl.DataFrame(statuses, schema_overrides={"notices": pl.List(pl.String)}),
+    )
+
+
+def write_staged(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str]], staged: list[StagedBatch]) -> None:
+    """Replace the staged rows of the exports `keys` (site_id, export_id) with `staged`, in one transaction."""
     con.begin()
     try:
-        _delete_exports(con, [(e.site_id, e.export_id) for e in batch], _ALL_STAGING)
-        for name, frame in accepted.items():
-            _insert(con, f"staging.{name}", frame)
-        _insert(con, "staging.quarantine", pl.concat(quarantined))
-        _insert(con, "staging.file_counts", file_counts)
-        _insert(con, "staging.exports", pl.DataFrame(statuses, schema_overrides={"notices": pl.List(pl.String)}))
+        _delete_exports(con, keys, _ALL_STAGING)
+        for batch in staged:
+            for name, frame in batch.accepted.items():
+                _insert(con, f"staging.{name}", frame)
+            _insert(con, "staging.quarantine", batch.quarantine)
+            _insert(con, "staging.file_counts", batch.file_counts)
+            _insert(con, "staging.exports", batch.exports)
         con.commit()
     except BaseException:
         con.rollback()
         raise
+
+
+def _stage_batch(
+    con: duckdb.DuckDBPyConnection,
+    batch: list[LandingExport],
+    protocol: Protocol,
+    rules_fingerprint: str,
+    report: StagingReport,
+) -> None:
+    staged = validate_batch(batch, protocol, rules_fingerprint, report)
+    write_staged(con, [(e.site_id, e.export_id) for e in batch], [staged])
 
 
 def stage_landing(
