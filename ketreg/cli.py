@@ -79,6 +79,9 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_RUN_FAILED
     from ketreg.privacy.tiers import tier_locations
 
+    if outcome.unchanged_since:
+        print(f"Nothing changed since run {outcome.unchanged_since}; registry left as published "
+              "(registry, metrics, quality and publish skipped; the registry's checks ran again).")
     print(run_summary(analyst_db, settings.work_db_path))
     if outcome.rekeyed_from:
         print(f"  RE-KEYED on purpose (--rekey): every pseudonymous key changed, key fingerprint "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ketreg.incremental.ledger import unchanged_since
 from ketreg.landing.messages import bounded
 from ketreg.registry.key_fingerprint import check_key_matches
 from ketreg.registry.pseudonym import key_fingerprint, key_from_environment
@@ -23,6 +24,8 @@ class RunOutcome:
     warnings: list[str] = field(default_factory=list)
     key_fingerprint: str = ""
     rekeyed_from: str | None = None  # the fingerprint this run replaced (`--rekey`), else None
+    # The run whose published registry this run left as it was (nothing changed since), else None.
+    unchanged_since: str | None = None
 
 
 def run_pipeline(
@@ -92,4 +95,5 @@ def run_pipeline(
     return RunOutcome(
         success=result.success and not failures, run_id=result.run_id, failures=failures, warnings=warnings,
         key_fingerprint=key_fingerprint(key), rekeyed_from=rekeyed_from,
+        unchanged_since=unchanged_since(settings.work_db_path, result.run_id),
     )

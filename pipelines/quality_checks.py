@@ -8,6 +8,7 @@ from collections import defaultdict
 
 import dagster as dg
 
+from ketreg.incremental.ledger import origin_run
 from ketreg.quality.rules import KAHN_CATEGORIES
 from pipelines.resources import RegistrySettings
 from schemas.tables import TABLES
@@ -32,11 +33,13 @@ GX_CHECK_SPECS = [
 def great_expectations_checks(context: dg.AssetCheckExecutionContext, settings: RegistrySettings):
     """One result per registry table and category from this run's Great Expectations results."""
     with settings.working_db() as con:
+        # A run that left the quality results as they were reads those of their run of origin.
+        results_run = origin_run(con, context.run.run_id, _QUALITY_ASSET.to_user_string())
         rows = con.execute(
             "SELECT table_name, category, check_name, site_id, numerator, denominator, passed "
             "FROM quality.check_results WHERE run_id = ? AND source = 'great_expectations' "
             "ORDER BY table_name, category, check_name, site_id = 'all' DESC, site_id",
-            [context.run.run_id],
+            [results_run],
         ).fetchall()
     by_check: dict[tuple[str, str], list[tuple]] = defaultdict(list)
     for table, category, rule, site, numerator, denominator, passed in rows:

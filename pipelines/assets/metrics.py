@@ -9,6 +9,7 @@ from ketreg.metrics.planning import study_planning
 from ketreg.metrics.predictors import response_predictors
 from pipelines.assets.patient_flow import metrics_patient_flow
 from pipelines.resources import RegistrySettings
+from pipelines.skipping import skippable
 from schemas.protocol import MetricSettings, load_metric_settings
 
 _REGISTRY_INPUTS = [["registry", t] for t in ("patients", "infusions", "assessments", "adverse_events", "dispositions")]
@@ -50,6 +51,7 @@ def _markdown(frame: pl.DataFrame) -> dg.MetadataValue:
     kinds={"duckdb"},
     description="metrics.patient_outcomes, built by sql/metrics/patient_outcomes.sql",
 )
+@skippable
 def metrics_patient_outcomes(settings: RegistrySettings) -> dg.MaterializeResult:
     """One row per analysis-cohort patient: baseline pain, best relief in induction, response, rates, course."""
     with settings.working_db() as con:
@@ -79,6 +81,7 @@ def metrics_patient_outcomes(settings: RegistrySettings) -> dg.MaterializeResult
     kinds={"duckdb"},
     description="metrics.registry_metrics, built by sql/metrics/registry_metrics.sql",
 )
+@skippable
 def metrics_registry_metrics(settings: RegistrySettings) -> dg.MaterializeResult:
     """The registry's figures in one tidy table (metric × stratum) with Wilson or Poisson 95 % intervals."""
     with settings.working_db() as con:
@@ -99,6 +102,7 @@ def metrics_registry_metrics(settings: RegistrySettings) -> dg.MaterializeResult
     group_name="metrics",
     kinds={"duckdb"},
 )
+@skippable
 def metrics_response_predictors(settings: RegistrySettings) -> dg.MaterializeResult:
     """Odds ratios of response by etiology, cancer type, metastatic disease, baseline NPRS band and site
     (logistic regression, univariable and multivariable), or "not estimable" where the data are too sparse."""
@@ -128,6 +132,7 @@ def metrics_response_predictors(settings: RegistrySettings) -> dg.MaterializeRes
     group_name="metrics",
     kinds={"duckdb"},
 )
+@skippable
 def metrics_study_planning(settings: RegistrySettings) -> dg.MaterializeResult:
     """Sample sizes of the next trials (exact single-arm vs benchmark, two-arm on responder rate, on NPRS change
     and by ANCOVA) at each planned power, inflated for dropout (missing primary endpoint) and for the design

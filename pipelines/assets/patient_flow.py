@@ -5,6 +5,7 @@ import dagster as dg
 
 from ketreg.metrics.build import build_sql_table
 from pipelines.resources import RegistrySettings
+from pipelines.skipping import skippable
 from schemas.protocol import load_metric_settings
 
 
@@ -15,6 +16,7 @@ from schemas.protocol import load_metric_settings
     kinds={"duckdb"},
     description="metrics.patient_flow, built by sql/metrics/patient_flow.sql",
 )
+@skippable
 def metrics_patient_flow(settings: RegistrySettings) -> dg.MaterializeResult:
     """Counts per step of the patient flow (received → … → analysed → discontinued), per site and for all."""
     with settings.working_db() as con:

@@ -7,6 +7,7 @@ from pipelines.assets.metrics import metrics_assets
 from pipelines.assets.planning import planning_assets
 from pipelines.assets.registry import registry_assets
 from pipelines.resources import RegistrySettings
+from pipelines.skipping import skippable
 
 
 @dg.asset(
@@ -15,6 +16,7 @@ from pipelines.resources import RegistrySettings
     group_name="publish",
     kinds={"duckdb"},
 )
+@skippable(publishes=True)
 def analyst_registry(settings: RegistrySettings) -> dg.MaterializeResult:
     """The registry tables copied into a fresh DuckDB file that replaces the analysts' file in one rename."""
     with settings.working_db() as con:

@@ -24,6 +24,7 @@ from pipelines.assets.planning import planning_assets
 from pipelines.assets.registry import registry_assets
 from pipelines.checks import CHECKS, RegistryCheck
 from pipelines.resources import RegistrySettings
+from pipelines.skipping import skippable
 from schemas.tables import TABLES
 
 DATA_DOCS_FOLDER = "data_docs"
@@ -70,6 +71,7 @@ def _registry_check_results(con: duckdb.DuckDBPyConnection, settings: RegistrySe
     group_name="quality",
     kinds={"duckdb", "python"},
 )
+@skippable
 def quality_check_results(context: dg.AssetExecutionContext, settings: RegistrySettings) -> dg.MaterializeResult:
     """quality.check_results: this run's outcome of every data-quality check (Kahn category, numerator,
     denominator, threshold, pass, SQL of the violating rows), added to the history of earlier runs, and
@@ -115,6 +117,7 @@ def quality_check_results(context: dg.AssetExecutionContext, settings: RegistryS
     group_name="quality",
     kinds={"html"},
 )
+@skippable
 def quality_dashboard(settings: RegistrySettings) -> dg.MaterializeResult:
     """The registry quality dashboard: one static HTML file with inline SVG charts (no server, no network),
     linking to the Data Docs and to the Dagster assets each check reads."""

@@ -7,6 +7,7 @@ from ketreg.registry.export_changes import build_export_changes
 from ketreg.warehouse.sql_docs import sql_header
 from pipelines.metadata import table_metadata
 from pipelines.resources import PseudonymKey, RegistrySettings
+from pipelines.skipping import skippable
 from schemas.tables import TABLES
 
 # What each registry table is built from (besides its own staged table).
@@ -37,6 +38,7 @@ def _registry_asset(name: str) -> dg.AssetsDefinition:
         kinds={"duckdb", "sql"},
         description=f"{sql_header(f'registry/{name}.sql')} (sql/registry/{name}.sql)",
     )
+    @skippable
     def _build(settings: RegistrySettings, pseudonym_key: PseudonymKey) -> dg.MaterializeResult:
         with settings.working_db() as con:
             protocol = settings.protocol()
@@ -58,6 +60,7 @@ def _registry_asset(name: str) -> dg.AssetsDefinition:
     group_name="registry",
     kinds={"duckdb", "sql"},
 )
+@skippable
 def registry_export_changes(settings: RegistrySettings) -> dg.MaterializeResult:
     """registry.export_changes: per site and file, rows added, removed and changed by the newest export
     against the previous one, and which columns changed (sql/registry/export_changes_for_table.sql)."""

@@ -6,6 +6,7 @@ import dagster as dg
 from ketreg.reports.site_folders import SITES_FOLDER, write_site_folders
 from pipelines.assets.site_private import site_private_assets
 from pipelines.resources import RegistrySettings
+from pipelines.skipping import skippable
 
 
 @dg.asset(
@@ -15,6 +16,7 @@ from pipelines.resources import RegistrySettings
     group_name="reports",
     kinds={"csv", "html", "excel"},
 )
+@skippable
 def site_folders(settings: RegistrySettings) -> dg.MaterializeResult:
     """One folder per site (files 0640, folders 0750) for that site's data manager: its quarantined rows
     with its own ids and raw values, its rejected exports, deviations, notices and a "what to fix" page."""

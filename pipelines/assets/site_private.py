@@ -5,6 +5,7 @@ import dagster as dg
 
 from ketreg.registry.site_private import SITE_PRIVATE_TABLES, build_site_private_table
 from pipelines.resources import RegistrySettings
+from pipelines.skipping import skippable
 
 _UPSTREAM = {
     "exports": [["registry", "exports"], ["staging", "exports"]],
@@ -22,6 +23,7 @@ def _site_private_asset(name: str) -> dg.AssetsDefinition:
         kinds={"duckdb", "sql"},
         description=f"site_private.{name} (working store only), built by sql/site_private/{name}.sql",
     )
+    @skippable
     def _build(settings: RegistrySettings) -> dg.MaterializeResult:
         with settings.working_db() as con:
             rows = build_site_private_table(con, name)

@@ -1,0 +1,78 @@
+"""Steps a run skips when nothing changed (ketreg/incremental/): the registry, metrics, quality, reports and
+publish assets are wrapped with `skippable`. A skipped asset still reports a materialization, with metadata
+`skipped: true` and the run of origin of the result it leaves in place, so the Dagster UI says what happened
+rather than showing a gap; its asset checks run on the unchanged tables and give the same outcome."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import dagster as dg
+
+from ketreg.incremental.inputs import inputs_fingerprint
+from ketreg.incremental.ledger import RunPlan, carried_from, record_asset_run, record_publication, run_plan
+from ketreg.registry.pseudonym import key_fingerprint, key_from_environment
+
+
+def current_plan(context: dg.AssetExecutionContext) -> RunPlan:
+    """This run's plan (made by the first wrapped step that runs, after staging)."""
+    settings = context.resources.settings
+    pseudonym = getattr(context.resources, "pseudonym_key", None)
+    rekey = bool(pseudonym and pseudonym.rekey)
+    with settings.working_db() as con:
+        return run_plan(
+            con,
+            context.run.run_id,
+            lambda: inputs_fingerprint(
+                con,
+                settings.model_dump(exclude={"landing_settle_seconds"}),
+                landing=settings.landing_path,
+                retire=list(settings.retired_sites),
+                protocol_file=settings.protocol_file,
+                limits=settings.limits(),
+                sites_dir=settings.sites_path,
+                key_fingerprint=key_fingerprint(key_from_environment()),
+                rekey=rekey,
+            ),
+            settings.analyst_db_path,
+            force=rekey,
+        )
+
+
+def skippable(fn: Callable[..., Any] | None = None, *, publishes: bool = False) -> Any:
+    """Wrap an asset's function: skip it when the run's inputs equal those of the run that published the
+    analysts' file and this asset's result was made from them; otherwise run it and note it in the ledger.
+    `publishes`: the asset replaces the analysts' file (its SHA-256 is recorded for the next run's check)."""
+
+    def wrap(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            context = dg.AssetExecutionContext.get()
+            settings = context.resources.settings
+            asset_key = context.asset_key.to_user_string()
+            plan = current_plan(context)
+            with settings.working_db() as con:
+                origin = carried_from(con, plan, asset_key)
+                if origin is not None:
+                    record_asset_run(con, plan, asset_key, origin)
+            if origin is not None:
+                context.log.info(f"{asset_key}: nothing changed since run {plan.unchanged_since}; "
+                                 f"the result of run {origin} stands")
+                return dg.MaterializeResult(metadata={
+                    "skipped": True,
+                    "origin_run": origin,
+                    "reason": f"nothing changed since run {plan.unchanged_since}",
+                    "inputs_fingerprint": plan.inputs_fingerprint,
+                })
+            result = function(*args, **kwargs)
+            with settings.working_db() as con:
+                record_asset_run(con, plan, asset_key)
+                if publishes:
+                    record_publication(con, plan, settings.analyst_db_path)
+            return result
+
+        return wrapper
+
+    return wrap(fn) if fn is not None else wrap

@@ -1,0 +1,123 @@
+"""Incremental runs (issue 13): a run where nothing changed leaves the registry as published and says so;
+anything that changed (an export, the published file) rebuilds. Real Dagster runs on real DuckDB files."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+from support import TEST_KEY, write_export
+
+from ketreg.registry.release import table_fingerprints
+from ketreg.run import RunOutcome, run_pipeline
+from ketreg.synthetic import generate_landing
+
+# Assets downstream of staging: each is rebuilt, or reported skipped, in every run.
+_STAGING_AND_BEFORE = ("landing/", "staging/")
+
+
+def _run(landing: Path, out: Path) -> RunOutcome:
+    return run_pipeline(landing, out / "registry.duckdb", out / "registry_work.duckdb")
+
+
+def _materializations(run_id: str) -> dict[str, dict[str, object]]:
+    """asset key → metadata of its materialization in run `run_id`, from the Dagster instance's event log."""
+    instance = dg.DagsterInstance.get()
+    found = {}
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = record.dagster_event.step_materialization_data.materialization
+        found[materialization.asset_key.to_user_string()] = {
+            name: value.value for name, value in materialization.metadata.items()
+        }
+    return found
+
+
+def _gx_checks(run_id: str) -> dict[str, str]:
+    """check name → description of every Great Expectations asset check evaluated in run `run_id`."""
+    found = {}
+    for record in dg.DagsterInstance.get().all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.dagster_event.event_specific_data
+        if evaluation.check_name.startswith("gx_"):
+            found[f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"] = evaluation.description
+    return found
+
+
+def _working_store_digests(work_db: Path) -> dict[str, dict[str, object]]:
+    con = duckdb.connect(str(work_db), read_only=True)
+    try:
+        # The ledger itself records every run, and the asset checks refresh their snapshot of the published
+        # file; every other table must be left exactly as it was.
+        return {name: digest for name, digest in table_fingerprints(con).items()
+                if not name.startswith("incremental.")}
+    finally:
+        con.close()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("KETREG_PSEUDONYM_KEY", TEST_KEY)
+    return home
+
+
+def test_nothing_changed_skips_the_rebuild_and_a_change_rebuilds(tmp_path: Path, dagster_home: Path) -> None:
+    landing, out = tmp_path / "landing", tmp_path / "out"
+    generate_landing(landing, sites=2, patients_per_site=10, seed=3)
+    analyst_db, work_db = out / "registry.duckdb", out / "registry_work.duckdb"
+
+    first = _run(landing, out)
+    assert first.success, first.failures
+    assert first.unchanged_since is None
+    built = _materializations(first.run_id)
+    downstream = sorted(key for key in built if not key.startswith(_STAGING_AND_BEFORE))
+    assert "publish/analyst_registry" in downstream and "quality/check_results" in downstream
+    assert not any(built[key].get("skipped") for key in built)
+    published, store = _sha256(analyst_db), _working_store_digests(work_db)
+
+    second = _run(landing, out)
+    assert second.success, second.failures
+    assert second.unchanged_since == first.run_id
+    events = _materializations(second.run_id)
+    # Every asset after staging still reports, as skipped, with the run whose result stands.
+    assert sorted(key for key in events if not key.startswith(_STAGING_AND_BEFORE)) == downstream
+    for key in downstream:
+        assert events[key]["skipped"] is True, key
+        assert events[key]["origin_run"] == first.run_id, key
+    assert _sha256(analyst_db) == published  # not even rewritten
+    assert _working_store_digests(work_db) == store
+    # The Great Expectations checks read the carried-forward results (not an empty set of this run): the
+    # same outcome and the same counts as in the run that made them.
+    assert _gx_checks(second.run_id) == _gx_checks(first.run_id)
+    assert any("results pass" in description for description in _gx_checks(first.run_id).values())
+
+    # The published file replaced behind the pipeline's back: it is no longer what the last run published.
+    con = duckdb.connect(str(analyst_db))
+    con.execute("CREATE TABLE scribble AS SELECT 1 AS x")
+    con.close()
+    third = _run(landing, out)
+    assert third.success, third.failures
+    assert third.unchanged_since is None
+    assert not any(meta.get("skipped") for meta in _materializations(third.run_id).values())
+    con = duckdb.connect(str(analyst_db), read_only=True)
+    assert "scribble" not in table_fingerprints(con)
+    con.close()
+
+    # A new export rebuilds too, and the registry then holds it.
+    write_export(landing, "site_new", export_id="2026-11-20")
+    fourth = _run(landing, out)
+    assert fourth.success, fourth.failures
+    assert fourth.unchanged_since is None
+    assert _materializations(fourth.run_id)["registry/patients"].get("skipped") is None
+    con = duckdb.connect(str(analyst_db), read_only=True)
+    assert con.execute("SELECT count(*) FROM exports WHERE site_id = 'site_new'").fetchall()[0][0] == 1
+    con.close()
