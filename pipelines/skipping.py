@@ -10,35 +10,35 @@ from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
+import duckdb
 
 from ketreg.incremental.inputs import inputs_fingerprint
 from ketreg.incremental.ledger import RunPlan, carried_from, record_asset_run, record_publication, run_plan
 from ketreg.registry.pseudonym import key_fingerprint, key_from_environment
 
 
-def current_plan(context: dg.AssetExecutionContext) -> RunPlan:
-    """This run's plan (made by the first wrapped step that runs, after staging)."""
+def current_plan(context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnection) -> RunPlan:
+    """This run's plan (made by the first wrapped step that runs, after staging), on the working store `con`."""
     settings = context.resources.settings
     pseudonym = getattr(context.resources, "pseudonym_key", None)
     rekey = bool(pseudonym and pseudonym.rekey)
-    with settings.working_db() as con:
-        return run_plan(
+    return run_plan(
+        con,
+        context.run.run_id,
+        lambda: inputs_fingerprint(
             con,
-            context.run.run_id,
-            lambda: inputs_fingerprint(
-                con,
-                settings.model_dump(exclude={"landing_settle_seconds"}),
-                landing=settings.landing_path,
-                retire=list(settings.retired_sites),
-                protocol_file=settings.protocol_file,
-                limits=settings.limits(),
-                sites_dir=settings.sites_path,
-                key_fingerprint=key_fingerprint(key_from_environment()),
-                rekey=rekey,
-            ),
-            settings.analyst_db_path,
-            force=rekey,
-        )
+            settings.model_dump(exclude={"landing_settle_seconds"}),
+            landing=settings.landing_path,
+            retire=list(settings.retired_sites),
+            protocol_file=settings.protocol_file,
+            limits=settings.limits(),
+            sites_dir=settings.sites_path,
+            key_fingerprint=key_fingerprint(key_from_environment()),
+            rekey=rekey,
+        ),
+        settings.analyst_db_path,
+        force=rekey,
+    )
 
 
 def skippable(fn: Callable[..., Any] | None = None, *, publishes: bool = False) -> Any:
@@ -52,8 +52,9 @@ def skippable(fn: Callable[..., Any] | None = None, *, publishes: bool = False) 
             context = dg.AssetExecutionContext.get()
             settings = context.resources.settings
             asset_key = context.asset_key.to_user_string()
-            plan = current_plan(context)
+            # One connection for the decision: each open and close of the working store costs a checkpoint.
             with settings.working_db() as con:
+                plan = current_plan(context, con)
                 origin = carried_from(con, plan, asset_key)
                 if origin is not None:
                     record_asset_run(con, plan, asset_key, origin)

@@ -7,7 +7,6 @@ import contextlib
 
 import duckdb
 import polars as pl
-from scipy import stats
 
 from ketreg.warehouse.connection import run_sql_file
 from schemas.protocol import MetricSettings, Protocol
@@ -18,6 +17,8 @@ METRIC_TABLES = ("patient_outcomes", "registry_metrics", "response_predictors", 
 
 def t_quantile_975(degrees_of_freedom: int) -> float:
     """The 97.5th percentile of Student's t: the two-sided 95 % interval of a mean (DuckDB has no t quantile)."""
+    from scipy import stats  # imported here: scipy.stats costs every Dagster process ~1 s otherwise
+
     return float(stats.t.ppf(0.975, degrees_of_freedom))
 
 

@@ -5,8 +5,6 @@ import dagster as dg
 import polars as pl
 
 from ketreg.metrics.build import build_sql_table, overall_metrics, read_table, write_table
-from ketreg.metrics.planning import study_planning
-from ketreg.metrics.predictors import response_predictors
 from pipelines.assets.patient_flow import metrics_patient_flow
 from pipelines.resources import RegistrySettings
 from pipelines.skipping import skippable
@@ -106,6 +104,9 @@ def metrics_registry_metrics(settings: RegistrySettings) -> dg.MaterializeResult
 def metrics_response_predictors(settings: RegistrySettings) -> dg.MaterializeResult:
     """Odds ratios of response by etiology, cancer type, metastatic disease, baseline NPRS band and site
     (logistic regression, univariable and multivariable), or "not estimable" where the data are too sparse."""
+    # statsmodels and scipy are imported by the step that uses them, not by every process loading the code.
+    from ketreg.metrics.predictors import response_predictors
+
     with settings.working_db() as con:
         outcomes = read_table(con, "patient_outcomes")
         table = response_predictors(outcomes, _metric_settings(settings))
@@ -137,6 +138,8 @@ def metrics_study_planning(settings: RegistrySettings) -> dg.MaterializeResult:
     """Sample sizes of the next trials (exact single-arm vs benchmark, two-arm on responder rate, on NPRS change
     and by ANCOVA) at each planned power, inflated for dropout (missing primary endpoint) and for the design
     effect of individual or cluster randomisation, each row with its inputs and their source tables."""
+    from ketreg.metrics.planning import study_planning  # scipy, imported by the step that uses it
+
     with settings.working_db() as con:
         outcomes = read_table(con, "patient_outcomes")
         table = study_planning(outcomes, _metric_settings(settings))
