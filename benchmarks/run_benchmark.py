@@ -2,7 +2,9 @@
 
 For each size: generate a landing folder (not timed), then in fresh subprocesses measure wall time and peak
 RSS of (1) a bare DuckDB `read_csv` load of every file into tables, (2) `ketreg run` on an empty registry,
-(3) `ketreg run` again on the unchanged landing folder. Prints a table and writes benchmarks/out/results.json.
+(3) `ketreg run` again on the unchanged landing folder, (4) `ketreg run` after one site sent one new export
+(a copy of its newest export under a later export id), each with seconds per Dagster step, and the ratios of
+issue 13's targets. Prints a table and writes benchmarks/out/results.json.
 
     .venv/bin/python benchmarks/run_benchmark.py                 # demo size and 100 sites × 5,000 patients
     .venv/bin/python benchmarks/run_benchmark.py --sizes 4x60    # just one size
@@ -49,12 +51,12 @@ def measured(command: list[str], env: dict[str, str] | None = None, ok: tuple[in
     return {"wall_s": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
 
 
-def step_seconds(dagster_home: Path) -> dict[str, float]:
-    """Seconds per step of the oldest run recorded in `dagster_home` (the first `ketreg run`), slowest first."""
+def step_seconds(dagster_home: Path, index: int = 0) -> dict[str, float]:
+    """Seconds per step of run number `index` (0 = the oldest) recorded in `dagster_home`, slowest first."""
     code = (
         "import json, dagster as dg\n"
         "instance = dg.DagsterInstance.get()\n"
-        "run = instance.get_runs()[-1]\n"
+        f"run = instance.get_runs()[::-1][{index}]\n"
         "stats = instance.get_run_step_stats(run.run_id)\n"
         "print(json.dumps({s.step_key: round(s.end_time - s.start_time, 2) for s in stats if s.end_time}))\n"
     )
@@ -97,17 +99,38 @@ def bench_size(sites: int, patients: int, error_rate: float) -> dict:
     run = [str(BIN / "ketreg"), "run", "--landing", str(landing), "--db", str(workdir / "registry.duckdb")]
     # Exit 3 = published with some exports rejected: the generator rejects one on purpose when --error-rate > 0.
     full = measured(run, env, ok=(0, 3))
-    steps = step_seconds(dagster_home)
+    steps = step_seconds(dagster_home, 0)
     rerun = measured(run, env, ok=(0, 3))
+    rerun_steps = step_seconds(dagster_home, 1)
+    added = add_export(landing)
+    new_export = measured(run, env, ok=(0, 3))
+    new_export_steps = step_seconds(dagster_home, 2)
+    shutil.rmtree(added)  # the generated landing stays as generated for the next invocation
     return {
         "size": name,
         "landing": landing_stats(landing),
         "bare_duckdb_load": bare,
         "ketreg_run": full,
         "ketreg_rerun_unchanged": rerun,
+        "ketreg_rerun_one_new_export": new_export,
+        "new_export": str(added.relative_to(landing)),
         "ratio_run_to_bare": round(full["wall_s"] / bare["wall_s"], 2),
+        "ratio_rerun_unchanged_to_run": round(rerun["wall_s"] / full["wall_s"], 3),
+        "ratio_rerun_new_export_to_run": round(new_export["wall_s"] / full["wall_s"], 3),
+        "peak_rss_mib_any_run": max(r["peak_rss_mib"] for r in (full, rerun, new_export)),
         "steps_of_first_run_s": steps,
+        "steps_of_rerun_unchanged_s": rerun_steps,
+        "steps_of_rerun_new_export_s": new_export_steps,
     }
+
+
+def add_export(landing: Path) -> Path:
+    """One new export of the first site: its newest export copied under a later export id."""
+    site = sorted(p for p in landing.iterdir() if p.is_dir())[0]
+    newest = sorted(p for p in site.iterdir() if p.is_dir())[-1]
+    target = site / "2099-12-31"
+    shutil.copytree(newest, target)
+    return target
 
 
 def main() -> int:
@@ -123,14 +146,17 @@ def main() -> int:
         results.append(result)
         print(json.dumps(result), flush=True)
     print()
-    print("| size | files | rows | MiB | bare load s | bare MiB RSS | ketreg run s | run MiB RSS | ratio | re-run s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| size | files | rows | MiB | bare load s | bare MiB RSS | ketreg run s | run MiB RSS | run / bare "
+          "| unchanged re-run s (÷ run) | one new export s (÷ run) | peak RSS MiB, any run |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r['size']} | {r['landing']['files']} | {r['landing']['rows']:,} | {r['landing']['mib']} "
             f"| {r['bare_duckdb_load']['wall_s']} | {r['bare_duckdb_load']['peak_rss_mib']} "
             f"| {r['ketreg_run']['wall_s']} | {r['ketreg_run']['peak_rss_mib']} | {r['ratio_run_to_bare']} "
-            f"| {r['ketreg_rerun_unchanged']['wall_s']} |"
+            f"| {r['ketreg_rerun_unchanged']['wall_s']} ({r['ratio_rerun_unchanged_to_run']:.0%}) "
+            f"| {r['ketreg_rerun_one_new_export']['wall_s']} ({r['ratio_rerun_new_export_to_run']:.0%}) "
+            f"| {r['peak_rss_mib_any_run']} |"
         )
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
     return 0
