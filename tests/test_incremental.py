@@ -4,6 +4,7 @@ anything that changed (an export, the published file) rebuilds. Real Dagster run
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -121,3 +122,54 @@ def test_nothing_changed_skips_the_rebuild_and_a_change_rebuilds(tmp_path: Path,
     con = duckdb.connect(str(analyst_db), read_only=True)
     assert con.execute("SELECT count(*) FROM exports WHERE site_id = 'site_new'").fetchall()[0][0] == 1
     con.close()
+
+
+def _published_digests(analyst_db: Path) -> dict[str, dict[str, object]]:
+    con = duckdb.connect(str(analyst_db), read_only=True)
+    try:
+        return table_fingerprints(con)
+    finally:
+        con.close()
+
+
+def test_registry_rebuilt_for_changed_sites_only_equals_a_full_rebuild(tmp_path: Path, dagster_home: Path) -> None:
+    landing = tmp_path / "landing"
+    generate_landing(landing, sites=3, patients_per_site=10, seed=5)
+    added_site, changed_site, removed_site = sorted(p.name for p in landing.iterdir() if p.is_dir())
+    incremental = tmp_path / "incremental"
+    first = _run(landing, incremental)
+    assert first.success, first.failures
+    assert _materializations(first.run_id)["registry/patients"]["sites_rebuilt"] == "all"
+
+    # One site sends a new export, one site's current export changes (its last assessment removed), and one
+    # site's newest export leaves the landing folder (its earlier export becomes current again).
+    newest = sorted(p for p in (landing / added_site).iterdir() if p.is_dir())[-1]
+    shutil.copytree(newest, landing / added_site / "2099-12-31")
+    changed = sorted(p for p in (landing / changed_site).iterdir() if p.is_dir())[-1] / "assessments.csv"
+    lines = changed.read_text().splitlines(keepends=True)
+    changed.write_text("".join(lines[:-1]))
+    removed_exports = sorted(p for p in (landing / removed_site).iterdir() if p.is_dir())
+    assert len(removed_exports) > 1, "the site must keep an export"
+    shutil.rmtree(removed_exports[-1])
+
+    second = _run(landing, incremental)
+    assert second.success, second.failures
+    events = _materializations(second.run_id)
+    expected = sorted([added_site, changed_site, removed_site])
+    for table in ("patients", "infusions", "assessments", "adverse_events", "dispositions", "protocol_deviations",
+                  "quarantine"):
+        assert events[f"registry/{table}"]["sites_rebuilt"] == expected, table
+
+    # Only one site changes now: only its rows are rebuilt.
+    shutil.rmtree(landing / added_site / "2099-12-31")
+    third = _run(landing, incremental)
+    assert third.success, third.failures
+    assert _materializations(third.run_id)["registry/assessments"]["sites_rebuilt"] == [added_site]
+
+    full = tmp_path / "full"
+    rebuilt = _run(landing, full)
+    assert rebuilt.success, rebuilt.failures
+    assert _materializations(rebuilt.run_id)["registry/assessments"]["sites_rebuilt"] == "all"
+    incremental_tables = _published_digests(incremental / "registry.duckdb")
+    assert incremental_tables == _published_digests(full / "registry.duckdb")
+    assert incremental_tables["assessments"]["rows"] > 0

@@ -69,6 +69,18 @@ def run_plan(
     return RunPlan(run_id, inputs, unchanged_since)
 
 
+# Parts of the inputs fingerprint that every registry row depends on, whatever its site (the rest are the
+# exports, per site, and what only the checks, reports or publish read).
+SHARED_PARTS = ("code", "protocol_file", "limits", "site_mappings", "pseudonym_key")
+
+
+def shared_digest(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
+    """Digest of this run's SHARED_PARTS (its plan must exist): a change rebuilds registry tables whole."""
+    (parts,) = con.execute(f"SELECT input_parts FROM {SCHEMA}.run_plans WHERE run_id = ?", [run_id]).fetchall()[0]
+    loaded = json.loads(parts)
+    return ":".join(loaded.get(name, "") for name in SHARED_PARTS)
+
+
 def carried_from(con: duckdb.DuckDBPyConnection, plan: RunPlan, asset_key: str) -> str | None:
     """The run of origin of `asset_key`'s current result when this run may skip it, else None."""
     if plan.unchanged_since is None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
+from ketreg.incremental.sites import record_sites, run_site_scoped, sites_to_rebuild
 from ketreg.registry.key_fingerprint import record_key
 from ketreg.registry.pseudonym import install_pseudonym_macro
-from ketreg.warehouse.connection import run_sql_file, scalar
+from ketreg.warehouse.connection import run_sql_file, scalar, sql_text
 from schemas.enums import AE_TERM_CATEGORY
 from schemas.protocol import Protocol
 
@@ -22,6 +23,11 @@ REGISTRY_TABLES = (
     "protocol_deviations",
     "quarantine",
     "file_counts",
+)
+# Tables rebuilt per site when only some sites' exports changed (ketreg/incremental/sites.py); the others are
+# one row per export or file and are rebuilt whole.
+PER_SITE_TABLES = (
+    "patients", "infusions", "assessments", "adverse_events", "dispositions", "protocol_deviations", "quarantine",
 )
 # Private lookup tables (site ids → pseudonymous keys), built before the tables that need them.
 KEY_TABLES = {"patients": ("patient_keys",), "infusions": ("infusion_positions", "infusion_keys")}
@@ -61,3 +67,28 @@ def build_table(con: duckdb.DuckDBPyConnection, name: str, protocol: Protocol) -
         con.rollback()
         raise
     return scalar(con, f"SELECT count(*) FROM registry.{name}")
+
+
+def build_table_for_changed_sites(
+    con: duckdb.DuckDBPyConnection, name: str, protocol: Protocol, shared_digest: str
+) -> list[str] | None:
+    """Like `build_table`, but for a PER_SITE_TABLES table rebuild only the rows of sites whose exports
+    changed since it was last built (and its key tables' rows of those sites), in one transaction. Returns
+    the sites rebuilt, or None when the table was rebuilt whole (first build, or code, protocol, key or
+    mappings changed)."""
+    sites = sites_to_rebuild(con, f"registry.{name}", shared_digest) if name in PER_SITE_TABLES else None
+    con.begin()
+    try:
+        parameters = protocol.as_sql_parameters()
+        for relative in [*(f"keys/{key_table}.sql" for key_table in KEY_TABLES.get(name, ())), f"registry/{name}.sql"]:
+            if sites is None:
+                run_sql_file(con, relative, parameters)
+            elif sites:
+                run_site_scoped(con, sql_text(relative), parameters, sites)
+        if name in PER_SITE_TABLES:
+            record_sites(con, f"registry.{name}", shared_digest)
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    return sites

@@ -2,7 +2,14 @@
 
 import dagster as dg
 
-from ketreg.registry.build import REGISTRY_TABLES, build_table, prepare
+from ketreg.incremental.ledger import shared_digest
+from ketreg.registry.build import (
+    PER_SITE_TABLES,
+    REGISTRY_TABLES,
+    build_table,
+    build_table_for_changed_sites,
+    prepare,
+)
 from ketreg.registry.export_changes import build_export_changes
 from ketreg.warehouse.sql_docs import sql_header
 from pipelines.metadata import table_metadata
@@ -44,8 +51,15 @@ def _registry_asset(name: str) -> dg.AssetsDefinition:
             protocol = settings.protocol()
             prepare(con, pseudonym_key.secret(), protocol, rekey=pseudonym_key.rekey,
                     replaces=pseudonym_key.replaces_fingerprint or None)
-            build_table(con, name, protocol)
+            if name in PER_SITE_TABLES:
+                run_id = dg.AssetExecutionContext.get().run.run_id
+                sites = build_table_for_changed_sites(con, name, protocol, shared_digest(con, run_id))
+            else:
+                build_table(con, name, protocol)
+                sites = None
             metadata = table_metadata(con, "registry", name)
+        # Which sites' rows this run rebuilt: "all" for a whole rebuild.
+        metadata["sites_rebuilt"] = dg.MetadataValue.json(sites if sites is not None else "all")
         return dg.MaterializeResult(metadata=metadata)
 
     _build.__name__ = f"registry_{name}"

@@ -1,0 +1,95 @@
+"""Per-site incremental builds of the registry tables: a table is rebuilt only for the sites whose staged
+exports changed since that table was last built (delete + insert of those sites' rows, in the transaction
+that builds the table), and rebuilt whole when anything else its rows depend on changed (code, protocol,
+key, mappings). Every registry row belongs to one site and is made from that site's rows only, so the rows
+of a site depend on that site's exports alone: this gives exactly the rows of a full rebuild (tested).
+
+`incremental.table_sites` remembers, per table and site, the exports the table's rows of that site were made
+from, and the digest of everything else; it changes in the same transaction as the table, so a run that
+stops half-way leaves each table and its record in step."""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+
+from ketreg.incremental.ledger import SCHEMA
+
+# Tables read by the registry SQL whose rows do not belong to a site (never filtered).
+_SHARED_TABLES = ("registry.ae_term_categories", "registry.protocol")
+_TABLE_REFERENCE = re.compile(r"\b(staging|keys|registry|site_private)\.([a-z_]+)\b")
+_CREATE = re.compile(r"CREATE OR REPLACE TABLE ([a-z_]+\.[a-z_]+) AS\s", re.IGNORECASE)
+SITES_PARAMETER = "incremental_sites"
+
+
+def _ensure(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    con.execute(f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.table_sites (
+        table_name VARCHAR NOT NULL, site_id VARCHAR NOT NULL, exports_digest VARCHAR NOT NULL,
+        shared_digest VARCHAR NOT NULL)""")
+
+
+_SITE_DIGESTS = """
+    SELECT site_id, md5(string_agg(export_id || ':' || fingerprint || ':' || status, ',' ORDER BY export_id))
+    FROM staging.exports GROUP BY site_id"""
+
+
+def sites_to_rebuild(con: duckdb.DuckDBPyConnection, table: str, shared_digest: str) -> list[str] | None:
+    """Sites whose rows of `table` must be rebuilt (their exports changed, or they left the landing folder),
+    or None when the whole table must be: never built, or built from other code, protocol, key or mappings."""
+    _ensure(con)
+    recorded = dict(con.execute(
+        f"SELECT site_id, exports_digest FROM {SCHEMA}.table_sites WHERE table_name = ? AND shared_digest = ?",
+        [table, shared_digest],
+    ).fetchall())
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name || '.' || table_name = ?", [table]
+    ).fetchall()[0][0]
+    if not exists or not recorded:
+        return None  # never built, built from other code/protocol/key/mappings, or before this ledger
+    current = dict(con.execute(_SITE_DIGESTS).fetchall())
+    changed = {site for site, digest in current.items() if recorded.get(site) != digest}
+    gone = set(recorded) - set(current)
+    return sorted(changed | gone)
+
+
+def record_sites(con: duckdb.DuckDBPyConnection, table: str, shared_digest: str) -> None:
+    """Note that `table` now holds every site's rows made from the staged exports as they are now."""
+    _ensure(con)
+    con.execute(f"DELETE FROM {SCHEMA}.table_sites WHERE table_name = ?", [table])
+    con.execute(
+        f"INSERT INTO {SCHEMA}.table_sites SELECT ?, site_id, digest, ? FROM ({_SITE_DIGESTS}) AS d (site_id, digest)",
+        [table, shared_digest],
+    )
+
+
+def site_scoped(sql: str) -> tuple[str, str]:
+    """`CREATE OR REPLACE TABLE s.t AS <query>` turned into a delete of the sites `$incremental_sites` from s.t
+    and an insert of their rows (two statements), the query reading only those sites' rows of every table."""
+    created = _CREATE.search(sql)
+    if created is None:
+        raise ValueError("not a CREATE OR REPLACE TABLE … AS statement")
+    target = created.group(1)
+    query = sql[created.end():].strip().rstrip(";")
+
+    def scoped(match: re.Match[str]) -> str:
+        name = match.group(0)
+        if name in _SHARED_TABLES:
+            return name
+        return f"(SELECT * FROM {name} WHERE list_contains(${SITES_PARAMETER}, site_id))"
+
+    query = _TABLE_REFERENCE.sub(scoped, query)
+    return (
+        f"DELETE FROM {target} WHERE list_contains(${SITES_PARAMETER}, site_id)",
+        f"INSERT INTO {target} BY NAME {query}",
+    )
+
+
+def run_site_scoped(con: duckdb.DuckDBPyConnection, text: str, parameters: dict[str, object], sites: list[str]) -> None:
+    """Run a table's SQL for `sites` only (see `site_scoped`); `$name` placeholders bound from `parameters`."""
+    bound = {**parameters, SITES_PARAMETER: sites}
+    for statement in site_scoped(text):
+        used = {name: value for name, value in bound.items() if f"${name}" in statement}
+        con.execute(statement, used)
