@@ -6,6 +6,7 @@ rather than showing a gap; its asset checks run on the unchanged tables and give
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -47,31 +48,59 @@ def skippable(fn: Callable[..., Any] | None = None, *, publishes: bool = False) 
     `publishes`: the asset replaces the analysts' file (its SHA-256 is recorded for the next run's check)."""
 
     def wrap(function: Callable[..., Any]) -> Callable[..., Any]:
+        def decide(context: dg.AssetExecutionContext) -> tuple[RunPlan, list[str], str | None]:
+            keys = sorted(key.to_user_string() for key in context.selected_asset_keys)
+            # One connection for the decision: each open and close of the working store costs a checkpoint.
+            with context.resources.settings.working_db() as con:
+                plan = current_plan(context, con)
+                origins = {carried_from(con, plan, key) for key in keys}
+                origin = origins.pop() if len(origins) == 1 else None
+                if origin is not None:
+                    for key in keys:
+                        record_asset_run(con, plan, key, origin)
+            return plan, keys, origin
+
+        def skipped(context: dg.AssetExecutionContext, plan: RunPlan, keys: list[str], origin: str) -> list:
+            context.log.info(f"{', '.join(keys)}: nothing changed since run {plan.unchanged_since}; "
+                             f"the result of run {origin} stands")
+            metadata = {
+                "skipped": True,
+                "origin_run": origin,
+                "reason": f"nothing changed since run {plan.unchanged_since}",
+                "inputs_fingerprint": plan.inputs_fingerprint,
+            }
+            return [dg.MaterializeResult(asset_key=dg.AssetKey.from_user_string(key), metadata=metadata)
+                    for key in keys]
+
+        def built(context: dg.AssetExecutionContext, plan: RunPlan, keys: list[str]) -> None:
+            settings = context.resources.settings
+            with settings.working_db() as con:
+                for key in keys:
+                    record_asset_run(con, plan, key)
+                if publishes:
+                    record_publication(con, plan, settings.analyst_db_path)
+
+        if inspect.isgeneratorfunction(function):  # a multi-asset yielding one result per asset
+            @functools.wraps(function)
+            def generator(*args: Any, **kwargs: Any) -> Any:
+                context = dg.AssetExecutionContext.get()
+                plan, keys, origin = decide(context)
+                if origin is not None:
+                    yield from skipped(context, plan, keys, origin)
+                    return
+                yield from function(*args, **kwargs)
+                built(context, plan, keys)
+
+            return generator
+
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             context = dg.AssetExecutionContext.get()
-            settings = context.resources.settings
-            asset_key = context.asset_key.to_user_string()
-            # One connection for the decision: each open and close of the working store costs a checkpoint.
-            with settings.working_db() as con:
-                plan = current_plan(context, con)
-                origin = carried_from(con, plan, asset_key)
-                if origin is not None:
-                    record_asset_run(con, plan, asset_key, origin)
+            plan, keys, origin = decide(context)
             if origin is not None:
-                context.log.info(f"{asset_key}: nothing changed since run {plan.unchanged_since}; "
-                                 f"the result of run {origin} stands")
-                return dg.MaterializeResult(metadata={
-                    "skipped": True,
-                    "origin_run": origin,
-                    "reason": f"nothing changed since run {plan.unchanged_since}",
-                    "inputs_fingerprint": plan.inputs_fingerprint,
-                })
+                return skipped(context, plan, keys, origin)[0]
             result = function(*args, **kwargs)
-            with settings.working_db() as con:
-                record_asset_run(con, plan, asset_key)
-                if publishes:
-                    record_publication(con, plan, settings.analyst_db_path)
+            built(context, plan, keys)
             return result
 
         return wrapper

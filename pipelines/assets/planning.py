@@ -9,6 +9,7 @@ from ketreg.metrics.estimand import estimand_for
 from ketreg.metrics.heterogeneity import heterogeneity_from_outcomes
 from ketreg.metrics.time_to_event import relief_episodes, time_to_event_tables, treatment_courses
 from pipelines.resources import RegistrySettings
+from pipelines.skipping import skippable
 
 _REGISTRY_INPUTS = [["registry", t] for t in ("patients", "infusions", "assessments", "dispositions")]
 
@@ -22,6 +23,7 @@ _REGISTRY_INPUTS = [["registry", t] for t in ("patients", "infusions", "assessme
                      kinds={"duckdb"}, description="Median days with 95 % CI, patients and events per curve"),
     ],
 )
+@skippable
 def metrics_time_to_event(settings: RegistrySettings):
     """Relief duration censored at the next infusion, an interruption or loss to follow-up; time on
     treatment; discontinuation by reason as competing risks (sql/metrics/relief_episodes.sql,
@@ -63,6 +65,7 @@ def metrics_time_to_event(settings: RegistrySettings):
     group_name="metrics",
     kinds={"duckdb"},
 )
+@skippable
 def metrics_site_heterogeneity(settings: RegistrySettings) -> dg.MaterializeResult:
     """Random-effects pooled responder rate across sites (DerSimonian–Laird and REML on the logit scale) with
     Q, I², τ² and the 95 % prediction interval, for the primary estimand (when built) and the study definition."""
