@@ -15,7 +15,7 @@ import duckdb
 
 from ketreg.incremental.inputs import inputs_fingerprint
 from ketreg.incremental.ledger import RunPlan, carried_from, record_asset_run, record_publication, run_plan
-from ketreg.registry.pseudonym import key_fingerprint, key_from_environment
+from ketreg.registry.pseudonym import MissingPseudonymKey, key_fingerprint, key_from_environment
 
 
 def current_plan(context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnection) -> RunPlan:
@@ -23,6 +23,12 @@ def current_plan(context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnecti
     settings = context.resources.settings
     pseudonym = getattr(context.resources, "pseudonym_key", None)
     rekey = bool(pseudonym and pseudonym.rekey)
+    try:
+        key = key_fingerprint(key_from_environment())
+    except MissingPseudonymKey:
+        # A run of steps that need no key (e.g. only the metrics): without the key's fingerprint the inputs
+        # are not known to be unchanged, so nothing is skipped.
+        key = ""
     return run_plan(
         con,
         context.run.run_id,
@@ -34,11 +40,11 @@ def current_plan(context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnecti
             protocol_file=settings.protocol_file,
             limits=settings.limits(),
             sites_dir=settings.sites_path,
-            key_fingerprint=key_fingerprint(key_from_environment()),
+            key_fingerprint=key,
             rekey=rekey,
         ),
         settings.analyst_db_path,
-        force=rekey,
+        force=rekey or not key,
     )
 
 
