@@ -42,6 +42,7 @@ def current_plan(context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnecti
             sites_dir=settings.sites_path,
             key_fingerprint=key,
             rekey=rekey,
+            run_id=context.run.run_id,
         ),
         settings.analyst_db_path,
         force=rekey or not key,

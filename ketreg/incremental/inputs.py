@@ -4,7 +4,8 @@ second may leave them as they are (ketreg/incremental/ledger.py).
 
 What goes in, and why each part is there:
 - every staged export's fingerprint and status (`staging.exports`): the export's content hash joined with
-  the validation rules' fingerprint (contract code and protocol; ketreg/staging/stage.py);
+  the validation rules' fingerprint (contract code and protocol; ketreg/staging/stage.py), and a digest of
+  each site's staged rows (ketreg/incremental/sites.py), so a working store edited by hand is not trusted;
 - the landing notices of this scan (stray files, retired folders), which the sites' folders list;
 - the retired sites (`--retire-site` and RETIRED files), which decide what may leave the registry;
 - the code: every Python source of `ketreg/`, `pipelines/`, `schemas/` and every SQL file of `sql/`, and the
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import duckdb
 
+from ketreg.incremental.sites import site_digests
 from ketreg.landing.retired import retired_sites
 
 _ROOT = Path(__file__).resolve().parents[2]
@@ -83,6 +85,7 @@ def inputs_fingerprint(
     sites_dir: Path,
     key_fingerprint: str,
     rekey: bool,
+    run_id: str,
 ) -> tuple[str, dict[str, str]]:
     """The run's inputs fingerprint and its parts (each a hash), read after staging has run.
     `settings` are the run's settings (RegistrySettings' fields); `limits` the landing limits in force."""
@@ -91,6 +94,8 @@ def inputs_fingerprint(
     limits_repr = json.dumps(asdict(limits), sort_keys=True, default=str) if is_dataclass(limits) else repr(limits)
     parts = {
         "exports": json.dumps(exports),
+        # The staged rows themselves, per site: a working store changed behind the pipeline's back rebuilds.
+        "staged_rows": json.dumps(sorted(site_digests(con, run_id).items())),
         "landing_notices": json.dumps(notices),
         "retired_sites": json.dumps(sorted(retired_sites(landing, retire)) if landing.is_dir() else sorted(retire)),
         "code": code_fingerprint(),

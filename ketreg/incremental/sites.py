@@ -10,6 +10,7 @@ stops half-way leaves each table and its record in step."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import duckdb
@@ -28,41 +29,74 @@ def _ensure(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.table_sites (
         table_name VARCHAR NOT NULL, site_id VARCHAR NOT NULL, exports_digest VARCHAR NOT NULL,
         shared_digest VARCHAR NOT NULL)""")
+    con.execute(f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.run_site_digests (
+        run_id VARCHAR NOT NULL, site_id VARCHAR NOT NULL, digest VARCHAR NOT NULL)""")
 
 
-_SITE_DIGESTS = """
-    SELECT site_id, md5(string_agg(export_id || ':' || fingerprint || ':' || status, ',' ORDER BY export_id))
-    FROM staging.exports GROUP BY site_id"""
+# Staged tables a site's registry rows are made from; their content is hashed per site, so a working store
+# changed behind the pipeline's back is rebuilt rather than trusted.
+_STAGED = ("exports", "file_counts", "quarantine", "patients", "infusions", "assessments", "adverse_events",
+           "dispositions")
 
 
-def sites_to_rebuild(con: duckdb.DuckDBPyConnection, table: str, shared_digest: str) -> list[str] | None:
-    """Sites whose rows of `table` must be rebuilt (their exports changed, or they left the landing folder),
-    or None when the whole table must be: never built, or built from other code, protocol, key or mappings."""
+def site_digests(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, str]:
+    """Per site, a digest of the content of its staged rows, exports' fingerprints and statuses included (count
+    and sum of DuckDB row hashes, one scan per table), computed once per run and kept with it."""
+    _ensure(con)
+    found = con.execute(
+        f"SELECT site_id, digest FROM {SCHEMA}.run_site_digests WHERE run_id = ?", [run_id]
+    ).fetchall()
+    if found:
+        return dict(found)
+    parts: dict[str, list[str]] = {}
+    for table in _STAGED:
+        try:
+            rows = con.execute(
+                f"SELECT site_id, count(*), sum(hash(t)::HUGEINT) FROM staging.{table} AS t GROUP BY site_id"
+            ).fetchall()
+        except duckdb.CatalogException:
+            continue  # a working store not staged yet
+        for site_id, count, total in rows:
+            parts.setdefault(site_id, []).append(f"{table}:{count}:{total}")
+    digests = {site: hashlib.sha256("|".join(sorted(p)).encode()).hexdigest()[:32] for site, p in parts.items()}
+    if digests:
+        con.executemany(f"INSERT INTO {SCHEMA}.run_site_digests VALUES (?, ?, ?)",
+                        [[run_id, site, digest] for site, digest in digests.items()])
+    return digests
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name || '.' || table_name = ?", [table]
+    ).fetchall()[0][0])
+
+
+def sites_to_rebuild(
+    con: duckdb.DuckDBPyConnection, table: str, shared_digest: str, run_id: str
+) -> list[str] | None:
+    """Sites whose rows of `table` must be rebuilt (their staged rows changed, or they left the landing
+    folder), or None when the whole table must be: never built, or built from other code, protocol, key or
+    mappings."""
     _ensure(con)
     recorded = dict(con.execute(
         f"SELECT site_id, exports_digest FROM {SCHEMA}.table_sites WHERE table_name = ? AND shared_digest = ?",
         [table, shared_digest],
     ).fetchall())
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name || '.' || table_name = ?", [table]
-    ).fetchall()[0][0]
-    if not exists or not recorded:
+    if not _has_table(con, table) or not recorded:
         return None  # never built, built from other code/protocol/key/mappings, or before this ledger
-    current = dict(con.execute(_SITE_DIGESTS).fetchall())
+    current = site_digests(con, run_id)
     changed = {site for site, digest in current.items() if recorded.get(site) != digest}
     gone = set(recorded) - set(current)
     return sorted(changed | gone)
 
 
-def record_sites(con: duckdb.DuckDBPyConnection, table: str, shared_digest: str) -> None:
-    """Note that `table` now holds every site's rows made from the staged exports as they are now."""
+def record_sites(con: duckdb.DuckDBPyConnection, table: str, shared_digest: str, run_id: str) -> None:
+    """Note that `table` now holds every site's rows made from the staged rows as they are in this run."""
     _ensure(con)
     con.execute(f"DELETE FROM {SCHEMA}.table_sites WHERE table_name = ?", [table])
-    con.execute(
-        f"INSERT INTO {SCHEMA}.table_sites SELECT ?, site_id, digest, ? FROM ({_SITE_DIGESTS}) AS d (site_id, digest)",
-        [table, shared_digest],
-    )
+    con.executemany(f"INSERT INTO {SCHEMA}.table_sites VALUES (?, ?, ?, ?)",
+                    [[table, site, digest, shared_digest] for site, digest in site_digests(con, run_id).items()])
 
 
 def site_scoped(sql: str) -> tuple[str, str]:

@@ -70,13 +70,13 @@ def build_table(con: duckdb.DuckDBPyConnection, name: str, protocol: Protocol) -
 
 
 def build_table_for_changed_sites(
-    con: duckdb.DuckDBPyConnection, name: str, protocol: Protocol, shared_digest: str
+    con: duckdb.DuckDBPyConnection, name: str, protocol: Protocol, shared_digest: str, run_id: str
 ) -> list[str] | None:
     """Like `build_table`, but for a PER_SITE_TABLES table rebuild only the rows of sites whose exports
     changed since it was last built (and its key tables' rows of those sites), in one transaction. Returns
     the sites rebuilt, or None when the table was rebuilt whole (first build, or code, protocol, key or
     mappings changed)."""
-    sites = sites_to_rebuild(con, f"registry.{name}", shared_digest) if name in PER_SITE_TABLES else None
+    sites = sites_to_rebuild(con, f"registry.{name}", shared_digest, run_id) if name in PER_SITE_TABLES else None
     con.begin()
     try:
         parameters = protocol.as_sql_parameters()
@@ -86,7 +86,7 @@ def build_table_for_changed_sites(
             elif sites:
                 run_site_scoped(con, sql_text(relative), parameters, sites)
         if name in PER_SITE_TABLES:
-            record_sites(con, f"registry.{name}", shared_digest)
+            record_sites(con, f"registry.{name}", shared_digest, run_id)
         con.commit()
     except BaseException:
         con.rollback()

@@ -53,7 +53,7 @@ def _registry_asset(name: str) -> dg.AssetsDefinition:
                     replaces=pseudonym_key.replaces_fingerprint or None)
             if name in PER_SITE_TABLES:
                 run_id = dg.AssetExecutionContext.get().run.run_id
-                sites = build_table_for_changed_sites(con, name, protocol, shared_digest(con, run_id))
+                sites = build_table_for_changed_sites(con, name, protocol, shared_digest(con, run_id), run_id)
             else:
                 build_table(con, name, protocol)
                 sites = None
