@@ -95,8 +95,9 @@ def record_sites(con: duckdb.DuckDBPyConnection, table: str, shared_digest: str,
     """Note that `table` now holds every site's rows made from the staged rows as they are in this run."""
     _ensure(con)
     con.execute(f"DELETE FROM {SCHEMA}.table_sites WHERE table_name = ?", [table])
-    con.executemany(f"INSERT INTO {SCHEMA}.table_sites VALUES (?, ?, ?, ?)",
-                    [[table, site, digest, shared_digest] for site, digest in site_digests(con, run_id).items()])
+    rows = [[table, site, digest, shared_digest] for site, digest in site_digests(con, run_id).items()]
+    if rows:  # no site left (a landing folder emptied of exports, stopped later by `no_site_vanished`)
+        con.executemany(f"INSERT INTO {SCHEMA}.table_sites VALUES (?, ?, ?, ?)", rows)
 
 
 def site_scoped(sql: str) -> tuple[str, str]:
