@@ -16,8 +16,9 @@ from ketreg.registry.release import table_fingerprints
 from ketreg.run import RunOutcome, run_pipeline
 from ketreg.synthetic import generate_landing
 
-# Assets downstream of staging: each is rebuilt, or reported skipped, in every run.
-_STAGING_AND_BEFORE = ("landing/", "staging/")
+# Assets downstream of staging: each is rebuilt, or reported skipped, in every run. The PostgreSQL target
+# (off without a publish_url) is not skipped: whether the server still holds what was published is not checked.
+_STAGING_AND_BEFORE = ("landing/", "staging/", "publish/postgres_registry")
 
 
 def _run(landing: Path, out: Path) -> RunOutcome:
