@@ -264,18 +264,23 @@ def _stage_batch(
     write_staged(con, [(e.site_id, e.export_id) for e in batch], [staged])
 
 
+def staged_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str]:
+    """`{(site_id, export_id): fingerprint}` of every export staging holds: what a run compares the landing with."""
+    return {
+        (site, export): fingerprint
+        for site, export, fingerprint in con.execute(
+            "SELECT site_id, export_id, fingerprint FROM staging.exports"
+        ).fetchall()
+    }
+
+
 def stage_landing(
     con: duckdb.DuckDBPyConnection, exports: list[LandingExport], protocol: Protocol
 ) -> StagingReport:
     """Bring staging in line with the landing folder: (re)stage new or changed exports, drop exports that
     are no longer there, leave unchanged ones alone."""
     rules = validation_fingerprint(protocol)
-    staged = dict(
-        ((site, export), fingerprint)
-        for site, export, fingerprint in con.execute(
-            "SELECT site_id, export_id, fingerprint FROM staging.exports"
-        ).fetchall()
-    )
+    staged = staged_fingerprints(con)
     report = StagingReport()
     in_landing = {(e.site_id, e.export_id) for e in exports}
     gone = sorted(set(staged) - in_landing)

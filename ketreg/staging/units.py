@@ -21,6 +21,7 @@ from ketreg.staging.stage import (
     StagedBatch,
     StagingReport,
     export_fingerprint,
+    staged_fingerprints,
     validate_batch,
     validation_fingerprint,
     write_staged,
@@ -80,12 +81,7 @@ def load_units(
     files: exports no longer in the landing dropped, new or changed ones replaced, unchanged ones left alone;
     in one transaction."""
     rules = validation_fingerprint(protocol)
-    staged = dict(
-        ((site, export), fingerprint)
-        for site, export, fingerprint in con.execute(
-            "SELECT site_id, export_id, fingerprint FROM staging.exports"
-        ).fetchall()
-    )
+    staged = staged_fingerprints(con)
     report = StagingReport()
     in_landing = {(e.site_id, e.export_id) for e, _ in units}
     gone = sorted(set(staged) - in_landing)
