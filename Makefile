@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 DEMO_PSEUDONYM_KEY := ketreg-demo-key-synthetic-data-only
 DEMO := demo
 
-.PHONY: install browser demo test lint lock docs clean mutation
+.PHONY: install browser demo test test-fast lint lock docs clean mutation
 
 install: $(STAMP)
 
@@ -43,6 +43,10 @@ demo: install
 
 test: install browser
 	$(BIN)/pytest -q
+
+# While developing: everything but the whole-pipeline runs marked `slow` (CI and `make test` run them all).
+test-fast: install browser
+	$(BIN)/pytest -q -m "not slow"
 
 # Curated mutations of the safety nets, each applied to a temporary copy of the repo with the tests that must
 # catch it (tests/mutation/; score and survivors in tests/README.md). Slow: not part of `make test`.
