@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
 
 from ketreg.privacy.settings import load_privacy_settings
 from ketreg.privacy.shared_metrics import suppressed_metrics
@@ -181,55 +183,18 @@ def _completeness(checks: list[dict[str, Any]]) -> str:
     )
 
 
-def _status(passed: bool) -> str:
-    return '<span class="pass">pass</span>' if passed else '<span class="fail">FAIL</span>'
-
-
-def _sql_block(sql: str) -> str:
-    return (
-        '<details class="sql"><summary>SQL</summary><pre><code>' + escape(sql) + "</code></pre>"
-        '<button type="button" class="copy">Copy</button></details>'
-    )
-
-
-def _checks(checks: list[dict[str, Any]], changes: dict[str, str], dagster_url: str) -> str:
+def _checks_context(checks: list[dict[str, Any]]) -> dict[str, Any]:
+    """What templates/checks_section.html.j2 needs: the checks failed first, then by Kahn category."""
     order = {c: i for i, c in enumerate(KAHN_CATEGORIES)}
-    checks = sorted(checks, key=lambda c: (c["passed"], order.get(c["category"], 9), c["site_id"], c["check_id"]))
-    rows = []
-    for c in checks:
-        links = ([f'<a href="{escape(dagster_url)}/assets/{escape(c["asset_key"])}">{escape(c["asset_key"])}</a>']
-                 if dagster_url else [escape(c["asset_key"])])
-        if c["data_docs_page"]:
-            links.append(f'<a href="{escape(c["data_docs_page"])}">Data Docs</a>')
-        rows.append(
-            f'<tr data-site="{escape(c["site_id"])}" data-passed="{str(c["passed"]).lower()}" '
-            f'data-category="{escape(c["category"])}">'
-            f"<td>{escape(c['category'])}</td><td>{escape(c['site_id'])}</td><td>{escape(c['table_name'])}</td>"
-            f"<td><b>{escape(c['check_name'])}</b><br><small>{escape(c['description'])}</small></td>"
-            f"<td class=num>{_n(c['numerator'])}</td><td class=num>{_n(c['denominator'])}</td>"
-            f"<td class=num>{_share(c['numerator'], c['denominator'])}</td><td class=num>≤ {c['threshold']:.0%}</td>"
-            f"<td>{_status(c['passed'])}</td><td>{escape(changes.get(c['check_id'], ''))}</td>"
-            f"<td>{' · '.join(links)}</td><td>{_sql_block(c['violations_sql'])}</td></tr>"
-        )
-    sites = sorted({c["site_id"] for c in checks})
-    options = "".join(f'<option value="{escape(s)}">{escape(s)}</option>' for s in sites)
-    categories = "".join(f'<option value="{c}">{c}</option>' for c in KAHN_CATEGORIES)
-    head = "".join(
-        f"<th>{h}</th>" for h in ("category", "site", "table", "check", "violating rows (numerator)",
-                                  "rows checked (denominator)", "share", "threshold", "result", "since last run",
-                                  "links", "violating rows")
-    )
-    return (
-        '<section id="checks"><h2>Every check of this run</h2>'
-        "<p>Kahn's categories: <b>conformance</b> (format, codes, references), <b>completeness</b> (values "
-        "present), <b>plausibility</b> (ranges, uniqueness, order in time). Each SQL lists the violating rows in "
-        "the pipeline's working database.</p>"
-        '<form class="filters"><label>site <select id="f-site"><option value="">all</option>' + options
-        + '</select></label> <label>category <select id="f-category"><option value="">all</option>' + categories
-        + '</select></label> <label><input type="checkbox" id="f-failed"> failed only</label></form>'
-        f'<table class="data" id="check-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-        "</section>"
-    )
+    return {
+        "checks": sorted(checks, key=lambda c: (c["passed"], order.get(c["category"], 9), c["site_id"],
+                                                c["check_id"])),
+        "check_sites": sorted({c["site_id"] for c in checks}),
+        "categories": KAHN_CATEGORIES,
+        "check_headings": ("category", "site", "table", "check", "violating rows (numerator)",
+                           "rows checked (denominator)", "share", "threshold", "result", "since last run",
+                           "links", "violating rows"),
+    }
 
 
 def _changes(con: duckdb.DuckDBPyConnection, check_rows: list[dict[str, Any]]) -> str:
@@ -327,51 +292,22 @@ def metrics_section(con: duckdb.DuckDBPyConnection, small_cell_count: int | None
     )
 
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:0;color:#1a202c;background:#fff}
-header{background:#1a365d;color:#fff;padding:14px 24px}header a{color:#bee3f8}
-nav{padding:6px 24px;background:#edf2f7;position:sticky;top:0;z-index:2}nav a{margin-right:14px}
-main{padding:8px 24px 40px;max-width:1400px}section{margin:26px 0}
-table.data{border-collapse:collapse;font-size:13px;margin:8px 0;max-width:100%}
-table.data th,table.data td{border:1px solid #cbd5e0;padding:3px 6px;vertical-align:top;text-align:left;
-overflow-wrap:anywhere}
-table.data th{background:#f7fafc}td.num{text-align:right}
-.pass{color:#276749;font-weight:600}.fail{color:#c53030;font-weight:700}
-.change-new{color:#c53030;font-weight:700}.change-resolved{color:#276749;font-weight:700}
-.change-persisting{color:#975a16;font-weight:700}
-.cards{display:flex;gap:12px;flex-wrap:wrap}.card{border:1px solid #cbd5e0;border-radius:6px;padding:8px 14px}
-.card b{display:block;font-size:22px}.legend span{margin-right:14px}
-.legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}
-details.sql pre{max-width:360px;white-space:pre-wrap;overflow-wrap:anywhere;background:#f7fafc;padding:6px;
-font-size:12px}
-.empty{color:#4a5568;font-style:italic}svg.chart{max-width:100%;height:auto;display:block}
-"""
 
-_SCRIPT = """
-(function () {
-  var site = document.getElementById('f-site'), cat = document.getElementById('f-category'),
-      failed = document.getElementById('f-failed');
-  function apply() {
-    var rows = document.querySelectorAll('#check-table tbody tr');
-    for (var i = 0; i < rows.length; i++) {
-      var r = rows[i], show = (!site.value || r.dataset.site === site.value) &&
-        (!cat.value || r.dataset.category === cat.value) && (!failed.checked || r.dataset.passed === 'false');
-      r.style.display = show ? '' : 'none';
-    }
-  }
-  [site, cat, failed].forEach(function (el) { el.addEventListener('change', apply); });
-  document.addEventListener('click', function (event) {
-    if (!event.target.classList.contains('copy')) { return; }
-    var code = event.target.parentNode.querySelector('code'), range = document.createRange();
-    range.selectNodeContents(code);
-    var selection = window.getSelection();
-    selection.removeAllRanges();
-    selection.addRange(range);
-    try { document.execCommand('copy'); event.target.textContent = 'Copied'; }
-    catch (e) { event.target.textContent = 'Press Ctrl+C'; }
-  });
-})();
-"""
+
+def _escaped(value: Any) -> Markup:
+    # Every value the templates print is escaped by html.escape, as the Python-built sections are, so the page
+    # is byte for byte what it was before the templates (MarkupSafe would write ' as &#39; instead of &#x27;).
+    return value if isinstance(value, Markup) else Markup(escape(str(value)))
+
+
+# The page, its style and script, and the checks table are templates (templates/) with autoescaping on; only the
+# sections still built in Python (escaped there) are passed as Markup.
+_TEMPLATES = Environment(
+    loader=PackageLoader("ketreg.quality", "templates"), autoescape=True, undefined=StrictUndefined,
+    finalize=_escaped,
+)
+_TEMPLATES.filters["n"] = _n
+_TEMPLATES.globals["share"] = _share
 
 
 def render_dashboard(con: duckdb.DuckDBPyConnection, reports_dir: Path, dagster_url: str) -> Path:
@@ -386,35 +322,23 @@ def render_dashboard(con: duckdb.DuckDBPyConnection, reports_dir: Path, dagster_
     failed = [c for c in checks if not c["passed"]]
     sites = sorted({c["site_id"] for c in checks if c["site_id"] != "all"})
     counts = {k: sum(v == k for v in changes.values()) for k in ("new", "persisting", "resolved")}
-    cards = "".join(
-        f'<div class="card"><b>{value}</b>{escape(label)}</div>'
-        for label, value in (
-            ("sites", len(sites)), ("checks", len(checks)), ("failed checks", len(failed)),
-            *((f"failed: {c}", sum(f["category"] == c for f in failed)) for c in KAHN_CATEGORIES),
-            ("new failures", counts["new"]), ("persisting", counts["persisting"]), ("resolved", counts["resolved"]),
-        )
+    cards = (
+        ("sites", len(sites)), ("checks", len(checks)), ("failed checks", len(failed)),
+        *((f"failed: {c}", sum(f["category"] == c for f in failed)) for c in KAHN_CATEGORIES),
+        ("new failures", counts["new"]), ("persisting", counts["persisting"]), ("resolved", counts["resolved"]),
     )
-    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    html = (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>ketreg registry quality</title><style>{_STYLE}</style></head><body>"
-        f"<header><h1>Registry data quality</h1><p>Generated {generated}, Dagster run <code>{escape(run_id)}</code>. "
-        f'<a href="data_docs/index.html">Great Expectations Data Docs</a> · '
-        + (f'<a href="{escape(dagster_url)}/assets/quality/check_results">Dagster asset quality/check_results</a>'
-           if dagster_url else "Dagster asset quality/check_results")
-        + "</p></header>"
-        '<nav><a href="#sites">Sites</a><a href="#intake">Intake</a><a href="#landing">Not read</a>'
-        '<a href="#quarantine">Quarantine</a><a href="#deviations">Deviations</a>'
-        '<a href="#completeness">Completeness</a><a href="#changes">Since last run</a><a href="#checks">Checks</a>'
-        '<a href="#metrics">Metrics</a><a href="#planning">Planning</a></nav><main>'
-        f'<section id="summary"><div class="cards">{cards}</div></section>'
-        + site_pages_section(con)
-        + _intake(con) + landing_section(con)
-        + _quarantine(con) + _deviations(con) + _completeness(checks) + _changes(con, checks)
-        + _checks(checks, changes, dagster_url) + metrics_section(con) + patient_flow_section(con)
-        + planning_section(con)
-        + f"</main><script>{_SCRIPT}</script></body></html>"
+    html = _TEMPLATES.get_template("dashboard.html.j2").render(
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        run_id=run_id,
+        dagster_url=dagster_url,
+        cards=cards,
+        changes=changes,
+        sections_before_checks=Markup(
+            site_pages_section(con) + _intake(con) + landing_section(con) + _quarantine(con) + _deviations(con)
+            + _completeness(checks) + _changes(con, checks)
+        ),
+        sections_after_checks=Markup(metrics_section(con) + patient_flow_section(con) + planning_section(con)),
+        **_checks_context(checks),
     )
     reports_dir.mkdir(parents=True, exist_ok=True)
     path = reports_dir / DASHBOARD_FILE
