@@ -79,31 +79,11 @@ def _intake(con: duckdb.DuckDBPyConnection) -> str:
         )
         for e in exports
     ]
-    rows = [
-        [
-            escape(e["site_id"]), escape(e["export_id"]) + (" <b>current</b>" if e["is_current"] else ""),
-            f'<span class="{"fail" if e["status"] == "rejected" else "pass"}">{escape(e["status"])}</span>',
-            _n(e["rows_received"]), _n(e["rows_accepted"]), _n(e["rows_quarantined"]),
-            _share(e["rows_quarantined"], e["rows_received"]),
-        ]
-        for e in exports
-    ]
-    # Why an export was rejected is the site's own text: it is on the site's page only.
-    rejected = [
-        [escape(e["site_id"]), escape(e["export_id"]),
-         f'<a href="sites/{escape(e["site_id"])}/index.html">the site\'s page</a>']
-        for e in exports if e["status"] == "rejected"
-    ]
-    return (
-        '<section id="intake"><h2>Rows received, accepted and quarantined, per site and export</h2>'
-        + svg.stacked_bars(bars, "Rows per site and export: accepted and quarantined", label_width=210)
-        + svg.legend([("accepted", svg.ACCEPTED), ("quarantined", svg.QUARANTINED)])
-        + _table(["site", "export", "status", "rows received", "accepted", "quarantined", "quarantined share"],
-                 rows, "data", "no exports in the landing folder")
-        + '<h3 id="rejected">Rejected exports</h3>'
-        + _table(["site", "export", "why and what to fix"], rejected, "data", "no export was rejected")
-        + "</section>"
-    )
+    return str(_SECTIONS.intake(
+        exports,
+        Markup(svg.stacked_bars(bars, "Rows per site and export: accepted and quarantined", label_width=210)),
+        Markup(svg.legend([("accepted", svg.ACCEPTED), ("quarantined", svg.QUARANTINED)])),
+    ))
 
 
 def _quarantine(con: duckdb.DuckDBPyConnection) -> str:
@@ -120,25 +100,11 @@ def _quarantine(con: duckdb.DuckDBPyConnection) -> str:
         svg.StackedBar(rule, tuple((site, counts.get(site, 0), colours[site]) for site in sites))
         for rule, counts in ordered
     ]
-    rows = [
-        [escape(r["site_id"]), escape(r["export_id"]), escape(r["file_name"]), f"<code>{escape(r['rule'])}</code>",
-         _n(r["quarantined_rows"])]
-        for r in reasons
-    ]
     chart = (
         svg.stacked_bars(bars, f"The {_TOP_REASONS} most frequent quarantine reasons, by site", label_width=300)
         if bars else ""
     )
-    return (
-        '<section id="quarantine"><h2>Quarantined rows by reason</h2>'
-        '<p>Every export on record, current and earlier: counts only (<code>registry.quarantine</code>). The rows '
-        "themselves, with the site's ids and values, are on each site's page (<a href=\"#sites\">Sites</a>). "
-        f"The chart shows the {_TOP_REASONS} most frequent reasons; the table below lists them all.</p>"
-        + chart + svg.legend(list(colours.items()))
-        + "<details><summary>Per site, export, file and rule</summary>"
-        + _table(["site", "export", "file", "rule", "quarantined rows"], rows, "data", "nothing was quarantined")
-        + "</details></section>"
-    )
+    return str(_SECTIONS.quarantine(reasons, _TOP_REASONS, Markup(chart), Markup(svg.legend(list(colours.items())))))
 
 
 def _deviations(con: duckdb.DuckDBPyConnection) -> str:
@@ -147,17 +113,7 @@ def _deviations(con: duckdb.DuckDBPyConnection) -> str:
     per_site: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     for d in deviations:
         per_site[(d["site_id"], d["export_id"])][d["deviation"]] = d["infusions"]
-    rows = [
-        [escape(site), escape(export), *(_n(counts.get(k, 0)) for k in kinds), _n(sum(counts.values()))]
-        for (site, export), counts in sorted(per_site.items())
-    ]
-    return (
-        '<section id="deviations"><h2>Protocol deviations (current exports)</h2>'
-        "<p>Valid infusions that departed from the protocol: kept in the registry, listed in "
-        "<code>registry.protocol_deviations</code>.</p>"
-        + _table(["site", "export", *kinds, "total"], rows, "data", "no protocol deviations")
-        + "</section>"
-    )
+    return str(_SECTIONS.deviations(kinds, sorted(per_site.items())))
 
 
 def _completeness(checks: list[dict[str, Any]]) -> str:
@@ -308,6 +264,7 @@ _TEMPLATES = Environment(
 )
 _TEMPLATES.filters["n"] = _n
 _TEMPLATES.globals["share"] = _share
+_SECTIONS = _TEMPLATES.get_template("sections.html.j2").module
 
 
 def render_dashboard(con: duckdb.DuckDBPyConnection, reports_dir: Path, dagster_url: str) -> Path:
