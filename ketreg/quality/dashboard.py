@@ -53,14 +53,6 @@ def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
     ))
 
 
-def _table(headers: list[str], rows: list[list[str]], css: str = "", empty: str = "none") -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    if not rows:
-        return f'<p class="empty">{escape(empty)}</p>'
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
 def _n(value: Any) -> str:
     return "" if value is None else f"{value:,}"
 
@@ -129,14 +121,8 @@ def _completeness(checks: list[dict[str, Any]]) -> str:
             cells[(c["site_id"], wanted[c["check_name"]])] = (share, 1 - c["threshold"])
             sites.add(c["site_id"])
     columns = [f"{t}.{c}" for t, c in OUTCOME_MEASURES]
-    return (
-        '<section id="completeness"><h2>Completeness of outcome measures by site</h2>'
-        "<p>Share of each site's current rows that record the measure; a red border and “!” mark a site below "
-        "the share set in <code>config/quality.yaml</code>.</p>"
-        + (svg.heatmap(sorted(sites), columns, cells, "Outcome measure completeness by site") if cells
-           else '<p class="empty">no outcome measures checked</p>')
-        + "</section>"
-    )
+    heatmap = svg.heatmap(sorted(sites), columns, cells, "Outcome measure completeness by site") if cells else ""
+    return str(_SECTIONS.completeness(Markup(heatmap)))
 
 
 def _checks_context(checks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -157,19 +143,6 @@ def _changes(con: duckdb.DuckDBPyConnection, check_rows: list[dict[str, Any]]) -
     changes = _rows(con, "SELECT * FROM quality.check_changes WHERE change <> 'passing' ORDER BY change, site_id")
     runs = scalar(con, "SELECT count(DISTINCT run_id) FROM quality.check_results")
     counts = {k: sum(c["change"] == k for c in changes) for k in ("new", "persisting", "resolved")}
-    if runs < 2:
-        intro = "<p>This is the first recorded run: every failure is new; the next run will be compared with it.</p>"
-    else:
-        intro = (
-            f"<p>Compared with the previous run (<code>{escape(str(changes[0]['previous_run_id']) if changes else '')}"
-            f"</code>): <b class=fail>{counts['new']} new</b>, <b>{counts['persisting']} persisting</b>, "
-            f"<b class=pass>{counts['resolved']} resolved</b> failures.</p>"
-        )
-    rows = [
-        [f'<span class="change-{escape(c["change"])}">{escape(c["change"])}</span>', escape(c["site_id"]),
-         escape(c["table_name"]), escape(c["check_name"]), _n(c["previous_numerator"]), _n(c["current_numerator"])]
-        for c in changes
-    ]
     trend = _rows(con, sql_text("quality/site_trend.sql"))
     run_ids: list[str] = []
     labels: list[str] = []
@@ -181,14 +154,8 @@ def _changes(con: duckdb.DuckDBPyConnection, check_rows: list[dict[str, Any]]) -
     for t in trend:
         name = "registry-wide" if t["site_id"] == "all" else t["site_id"]
         series[name][run_ids.index(t["run_id"])] = float(t["failed_checks"])
-    return (
-        '<section id="changes"><h2>Since the previous run</h2>' + intro
-        + _table(["change", "site", "table", "check", "violating rows before", "violating rows now"], rows, "data",
-                 "no failures now or in the previous run")
-        + "<h3>Failed checks per site, run by run</h3>"
-        + svg.trend_lines(labels, dict(sorted(series.items())), "Failed checks per site over runs", "failed checks")
-        + "</section>"
-    )
+    chart = svg.trend_lines(labels, dict(sorted(series.items())), "Failed checks per site over runs", "failed checks")
+    return str(_SECTIONS.changes(changes, runs, counts, Markup(chart)))
 
 
 def _fmt_metric(unit: str, value: float | None) -> str:
@@ -205,10 +172,7 @@ def metrics_section(con: duckdb.DuckDBPyConnection, small_cell_count: int | None
     """The metric table and forest plot, small cells suppressed (config/privacy.yaml unless given); the
     release's aggregates reuse it."""
     if not _has_table(con, "metrics", "registry_metrics"):
-        return (
-            '<section id="metrics"><h2>Registry metrics</h2><p class="empty">metrics not available: the metrics '
-            "layer (metrics.registry_metrics) has not been built in this registry.</p></section>"
-        )
+        return str(_SECTIONS.metrics(False))
     k = load_privacy_settings().small_cell_count if small_cell_count is None else small_cell_count
     shared = suppressed_metrics(con, k)
     overall = {r["metric"]: r for r in shared if r["stratum_type"] == "overall"}
@@ -222,8 +186,7 @@ def metrics_section(con: duckdb.DuckDBPyConnection, small_cell_count: int | None
             if m["ci_low"] is not None else ""
         )
         estimate = "suppressed" if m["suppressed"] else _fmt_metric(m["unit"], m["estimate"])
-        rows.append([escape(name.replace("_", " ")), estimate, interval,
-                     _n(m["numerator"]), _n(m["denominator"])])
+        rows.append([name.replace("_", " "), estimate, interval, _n(m["numerator"]), _n(m["denominator"])])
     strata = sorted(
         (r for r in shared if r["metric"] == "responder_rate" and r["stratum_type"] in ("site", "etiology")),
         key=lambda r: (r["stratum_type"] != "site", r["stratum"]),
@@ -235,19 +198,9 @@ def metrics_section(con: duckdb.DuckDBPyConnection, small_cell_count: int | None
         for s in strata
     ]
     reference = overall.get("responder_rate", {}).get("estimate")
-    return (
-        '<section id="metrics"><h2>Registry metrics</h2>'
-        + _table(["metric", "estimate", "95 % interval", "numerator", "denominator"], rows, "data")
-        + "<h3>Responder rate by site and etiology</h3>"
-        + (svg.forest_plot(forest, "Responder rate with 95 % intervals by site and etiology", reference) if forest
-           else '<p class="empty">no responder rates by stratum</p>')
-        + "<p><small>Dashed line: the overall responder rate. From <code>metrics.registry_metrics</code>. "
-        + (f"Cells with a count of 1 to {k - 1} are blanked, with the next smallest stratum where needed "
-           "(<code>config/privacy.yaml</code>).</small></p>" if k > 1 else "No cell is suppressed.</small></p>")
-        + "</section>"
-    )
-
-
+    title = "Responder rate with 95 % intervals by site and etiology"
+    chart = svg.forest_plot(forest, title, reference) if forest else ""
+    return str(_SECTIONS.metrics(True, rows, Markup(chart), k))
 
 
 def _escaped(value: Any) -> Markup:
