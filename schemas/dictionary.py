@@ -7,6 +7,9 @@ protocol's limits that `TableContract.schema` adds), the protocol file and the h
     <!-- BEGIN GENERATED: contract -->
     <!-- END GENERATED: contract -->
 
+The published tables' block is rendered from the column docs (`schemas/columns/*.yaml`, read by
+`schemas.column_docs`), which take ranges and codes from the same contract.
+
 `python -m schemas.dictionary` rewrites the blocks; `python -m schemas.dictionary --check` exits 1 when
 a committed block is stale (a test runs the same check).
 """
@@ -23,6 +26,7 @@ from pathlib import Path
 import pandera.polars as pa
 import polars as pl
 
+from schemas.column_docs import TableDoc, constraint_words, load_table_docs
 from schemas.enums import AE_TERM_CATEGORY, CANCER_TYPES
 from schemas.identifiers import looks_like_identifier
 from schemas.parsing import EXPECTED_TEXT
@@ -127,6 +131,8 @@ PROTOCOL_SETTINGS: dict[str, ProtocolSetting] = {
         "Not yet computed by the registry.",
     ),
 }
+# The `deviation` codes of registry.protocol_deviations, in the order of the protocol file.
+DEVIATION_CODES = tuple(code for setting in PROTOCOL_SETTINGS.values() for code in setting.deviations)
 
 
 class DocsError(ValueError):
@@ -320,21 +326,30 @@ def sql_header(path: Path) -> str:
     return " ".join(part for part in header if part)
 
 
-def render_registry_tables(sql_dir: Path | None = None) -> str:
-    """Each `sql/registry/<name>.sql` as a published table: its header comment and the file that builds it."""
-    sql_dir = sql_dir or ROOT / REGISTRY_SQL
-    sections = []
-    for path in sorted(sql_dir.glob("*.sql")):
-        name = path.stem
-        text = re.sub(rf"^registry\.{re.escape(name)}:\s*", "", sql_header(path))
-        text = text[:1].upper() + text[1:] if text else "*No header comment in the SQL file.*"
-        sections.append(f"### `{name}`\n\n{text}\n\nBuilt by `{REGISTRY_SQL / path.name}`.\n")
-    pairs = ", ".join(f"`{term}` → `{category}`" for term, category in AE_TERM_CATEGORY.items())
-    sections.append(
-        "### `ae_term_categories`\n\nThe contract's adverse-event terms and the body system each belongs to "
-        f"(from `schemas/enums.py`): {pairs}.\n"
-    )
-    return "\n".join(sections)
+def _render_table_doc(doc: TableDoc, protocol: Protocol) -> str:
+    """One published table: what it means, its key, and each column's meaning, unit and allowed values."""
+    key = f"Key: {', '.join(f'`{c}`' for c in doc.primary_key)}. " if doc.primary_key else "No key column. "
+    built = f"Built by `{doc.sql_file}`." if doc.sql_file else ""
+    lines = [f"### `{doc.published_name}`", "", doc.description or "*No description.*", "", f"{key}{built}".strip(),
+             "", "| column | unit | allowed values | meaning |", "|---|---|---|---|"]
+    for name, column in doc.columns.items():
+        allowed = constraint_words(doc.constraints(name, protocol))
+        lines.append(f"| `{name}` | {_cell(column.unit or '')} | {_cell('; '.join(allowed))} | "
+                     f"{_cell(column.description)} |")
+    if doc.key == "registry.ae_term_categories":
+        pairs = ", ".join(f"`{term}` → `{category}`" for term, category in AE_TERM_CATEGORY.items())
+        lines += ["", f"Its rows (from `schemas/enums.py`): {pairs}."]
+    return "\n".join(lines) + "\n"
+
+
+def render_registry_tables(root: Path | None = None) -> str:
+    """Every published table from its column docs (`schemas/columns/*.yaml`): registry tables first (they sit
+    in the analysts' main schema), then the metrics tables. Ranges and codes come from the contract and the
+    default protocol file."""
+    docs = load_table_docs(root or ROOT)
+    protocol = load_protocol()
+    ordered = sorted(docs.values(), key=lambda doc: (doc.schema != "registry", doc.schema, doc.name))
+    return "\n".join(_render_table_doc(doc, protocol) for doc in ordered)
 
 
 BLOCKS: dict[str, Callable[[], str]] = {
@@ -362,7 +377,7 @@ def update_docs(check: bool = False, root: Path | None = None) -> list[str]:
     change, and nothing is written)."""
     root = root or ROOT
     rendered = {
-        name: render_registry_tables(root / REGISTRY_SQL) if name == "registry" else render()
+        name: render_registry_tables(root) if name == "registry" else render()
         for name, render in BLOCKS.items()
     }
     changed: list[str] = []

@@ -83,15 +83,20 @@ def test_every_registry_sql_file_is_documented() -> None:
     for path in REGISTRY_SQL_FILES:
         header = dictionary.sql_header(path)
         assert header, f"{path.name} has no leading -- comment saying what the table means"
-        assert f"### `{path.stem}`" in doc, f"{path.name} is not documented in {REGISTRY_DOC.name}"
-        assert f"Built by `sql/registry/{path.name}`." in doc
+        assert f"Built by `sql/registry/{path.name}`." in doc, f"{path.name} is not documented in {REGISTRY_DOC.name}"
 
 
-def test_registry_tables_render_from_any_sql_folder(tmp_path: Path) -> None:
+def test_registry_tables_render_from_any_root(tmp_path: Path) -> None:
+    (tmp_path / "sql" / "registry").mkdir(parents=True)
+    (tmp_path / "schemas" / "columns").mkdir(parents=True)
     sql = "-- registry.visits: one row per clinic visit.\n-- Second line.\nSELECT 1;"
-    (tmp_path / "visits.sql").write_text(sql, encoding="utf-8")
+    (tmp_path / "sql" / "registry" / "visits.sql").write_text(sql, encoding="utf-8")
+    (tmp_path / "schemas" / "columns" / "registry.visits.yaml").write_text(
+        "primary_key: [visit_key]\ncolumns:\n  visit_key:\n    description: The visit.\n", encoding="utf-8"
+    )
     rendered = render_registry_tables(tmp_path)
     assert "### `visits`\n\nOne row per clinic visit. Second line." in rendered
+    assert "| `visit_key` |  | required; unique | The visit. |" in rendered
 
 
 def test_documented_type_formats_are_read_and_refused_by_the_parser() -> None:
@@ -139,7 +144,8 @@ def test_a_stale_block_is_reported_then_rewritten(tmp_path: Path) -> None:
     for doc in dictionary.DOC_BLOCKS:
         (tmp_path / doc).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / doc, tmp_path / doc)
-    shutil.copytree(ROOT / "sql" / "registry", tmp_path / "sql" / "registry")
+    shutil.copytree(ROOT / "sql", tmp_path / "sql")
+    shutil.copytree(ROOT / "schemas" / "columns", tmp_path / "schemas" / "columns")
     sql = tmp_path / "sql" / "registry" / "patients.sql"
     sql.write_text("-- registry.patients: a changed meaning.\n" + sql.read_text(encoding="utf-8"))
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
 
 from ketreg.privacy.settings import load_privacy_settings
 from ketreg.privacy.shared_metrics import suppressed_metrics
@@ -51,14 +53,6 @@ def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
     ))
 
 
-def _table(headers: list[str], rows: list[list[str]], css: str = "", empty: str = "none") -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    if not rows:
-        return f'<p class="empty">{escape(empty)}</p>'
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
 def _n(value: Any) -> str:
     return "" if value is None else f"{value:,}"
 
@@ -77,31 +71,11 @@ def _intake(con: duckdb.DuckDBPyConnection) -> str:
         )
         for e in exports
     ]
-    rows = [
-        [
-            escape(e["site_id"]), escape(e["export_id"]) + (" <b>current</b>" if e["is_current"] else ""),
-            f'<span class="{"fail" if e["status"] == "rejected" else "pass"}">{escape(e["status"])}</span>',
-            _n(e["rows_received"]), _n(e["rows_accepted"]), _n(e["rows_quarantined"]),
-            _share(e["rows_quarantined"], e["rows_received"]),
-        ]
-        for e in exports
-    ]
-    # Why an export was rejected is the site's own text: it is on the site's page only.
-    rejected = [
-        [escape(e["site_id"]), escape(e["export_id"]),
-         f'<a href="sites/{escape(e["site_id"])}/index.html">the site\'s page</a>']
-        for e in exports if e["status"] == "rejected"
-    ]
-    return (
-        '<section id="intake"><h2>Rows received, accepted and quarantined, per site and export</h2>'
-        + svg.stacked_bars(bars, "Rows per site and export: accepted and quarantined", label_width=210)
-        + svg.legend([("accepted", svg.ACCEPTED), ("quarantined", svg.QUARANTINED)])
-        + _table(["site", "export", "status", "rows received", "accepted", "quarantined", "quarantined share"],
-                 rows, "data", "no exports in the landing folder")
-        + '<h3 id="rejected">Rejected exports</h3>'
-        + _table(["site", "export", "why and what to fix"], rejected, "data", "no export was rejected")
-        + "</section>"
-    )
+    return str(_SECTIONS.intake(
+        exports,
+        Markup(svg.stacked_bars(bars, "Rows per site and export: accepted and quarantined", label_width=210)),
+        Markup(svg.legend([("accepted", svg.ACCEPTED), ("quarantined", svg.QUARANTINED)])),
+    ))
 
 
 def _quarantine(con: duckdb.DuckDBPyConnection) -> str:
@@ -118,25 +92,11 @@ def _quarantine(con: duckdb.DuckDBPyConnection) -> str:
         svg.StackedBar(rule, tuple((site, counts.get(site, 0), colours[site]) for site in sites))
         for rule, counts in ordered
     ]
-    rows = [
-        [escape(r["site_id"]), escape(r["export_id"]), escape(r["file_name"]), f"<code>{escape(r['rule'])}</code>",
-         _n(r["quarantined_rows"])]
-        for r in reasons
-    ]
     chart = (
         svg.stacked_bars(bars, f"The {_TOP_REASONS} most frequent quarantine reasons, by site", label_width=300)
         if bars else ""
     )
-    return (
-        '<section id="quarantine"><h2>Quarantined rows by reason</h2>'
-        '<p>Every export on record, current and earlier: counts only (<code>registry.quarantine</code>). The rows '
-        "themselves, with the site's ids and values, are on each site's page (<a href=\"#sites\">Sites</a>). "
-        f"The chart shows the {_TOP_REASONS} most frequent reasons; the table below lists them all.</p>"
-        + chart + svg.legend(list(colours.items()))
-        + "<details><summary>Per site, export, file and rule</summary>"
-        + _table(["site", "export", "file", "rule", "quarantined rows"], rows, "data", "nothing was quarantined")
-        + "</details></section>"
-    )
+    return str(_SECTIONS.quarantine(reasons, _TOP_REASONS, Markup(chart), Markup(svg.legend(list(colours.items())))))
 
 
 def _deviations(con: duckdb.DuckDBPyConnection) -> str:
@@ -145,17 +105,7 @@ def _deviations(con: duckdb.DuckDBPyConnection) -> str:
     per_site: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     for d in deviations:
         per_site[(d["site_id"], d["export_id"])][d["deviation"]] = d["infusions"]
-    rows = [
-        [escape(site), escape(export), *(_n(counts.get(k, 0)) for k in kinds), _n(sum(counts.values()))]
-        for (site, export), counts in sorted(per_site.items())
-    ]
-    return (
-        '<section id="deviations"><h2>Protocol deviations (current exports)</h2>'
-        "<p>Valid infusions that departed from the protocol: kept in the registry, listed in "
-        "<code>registry.protocol_deviations</code>.</p>"
-        + _table(["site", "export", *kinds, "total"], rows, "data", "no protocol deviations")
-        + "</section>"
-    )
+    return str(_SECTIONS.deviations(kinds, sorted(per_site.items())))
 
 
 def _completeness(checks: list[dict[str, Any]]) -> str:
@@ -171,84 +121,28 @@ def _completeness(checks: list[dict[str, Any]]) -> str:
             cells[(c["site_id"], wanted[c["check_name"]])] = (share, 1 - c["threshold"])
             sites.add(c["site_id"])
     columns = [f"{t}.{c}" for t, c in OUTCOME_MEASURES]
-    return (
-        '<section id="completeness"><h2>Completeness of outcome measures by site</h2>'
-        "<p>Share of each site's current rows that record the measure; a red border and “!” mark a site below "
-        "the share set in <code>config/quality.yaml</code>.</p>"
-        + (svg.heatmap(sorted(sites), columns, cells, "Outcome measure completeness by site") if cells
-           else '<p class="empty">no outcome measures checked</p>')
-        + "</section>"
-    )
+    heatmap = svg.heatmap(sorted(sites), columns, cells, "Outcome measure completeness by site") if cells else ""
+    return str(_SECTIONS.completeness(Markup(heatmap)))
 
 
-def _status(passed: bool) -> str:
-    return '<span class="pass">pass</span>' if passed else '<span class="fail">FAIL</span>'
-
-
-def _sql_block(sql: str) -> str:
-    return (
-        '<details class="sql"><summary>SQL</summary><pre><code>' + escape(sql) + "</code></pre>"
-        '<button type="button" class="copy">Copy</button></details>'
-    )
-
-
-def _checks(checks: list[dict[str, Any]], changes: dict[str, str], dagster_url: str) -> str:
+def _checks_context(checks: list[dict[str, Any]]) -> dict[str, Any]:
+    """What templates/checks_section.html.j2 needs: the checks failed first, then by Kahn category."""
     order = {c: i for i, c in enumerate(KAHN_CATEGORIES)}
-    checks = sorted(checks, key=lambda c: (c["passed"], order.get(c["category"], 9), c["site_id"], c["check_id"]))
-    rows = []
-    for c in checks:
-        links = ([f'<a href="{escape(dagster_url)}/assets/{escape(c["asset_key"])}">{escape(c["asset_key"])}</a>']
-                 if dagster_url else [escape(c["asset_key"])])
-        if c["data_docs_page"]:
-            links.append(f'<a href="{escape(c["data_docs_page"])}">Data Docs</a>')
-        rows.append(
-            f'<tr data-site="{escape(c["site_id"])}" data-passed="{str(c["passed"]).lower()}" '
-            f'data-category="{escape(c["category"])}">'
-            f"<td>{escape(c['category'])}</td><td>{escape(c['site_id'])}</td><td>{escape(c['table_name'])}</td>"
-            f"<td><b>{escape(c['check_name'])}</b><br><small>{escape(c['description'])}</small></td>"
-            f"<td class=num>{_n(c['numerator'])}</td><td class=num>{_n(c['denominator'])}</td>"
-            f"<td class=num>{_share(c['numerator'], c['denominator'])}</td><td class=num>≤ {c['threshold']:.0%}</td>"
-            f"<td>{_status(c['passed'])}</td><td>{escape(changes.get(c['check_id'], ''))}</td>"
-            f"<td>{' · '.join(links)}</td><td>{_sql_block(c['violations_sql'])}</td></tr>"
-        )
-    sites = sorted({c["site_id"] for c in checks})
-    options = "".join(f'<option value="{escape(s)}">{escape(s)}</option>' for s in sites)
-    categories = "".join(f'<option value="{c}">{c}</option>' for c in KAHN_CATEGORIES)
-    head = "".join(
-        f"<th>{h}</th>" for h in ("category", "site", "table", "check", "violating rows (numerator)",
-                                  "rows checked (denominator)", "share", "threshold", "result", "since last run",
-                                  "links", "violating rows")
-    )
-    return (
-        '<section id="checks"><h2>Every check of this run</h2>'
-        "<p>Kahn's categories: <b>conformance</b> (format, codes, references), <b>completeness</b> (values "
-        "present), <b>plausibility</b> (ranges, uniqueness, order in time). Each SQL lists the violating rows in "
-        "the pipeline's working database.</p>"
-        '<form class="filters"><label>site <select id="f-site"><option value="">all</option>' + options
-        + '</select></label> <label>category <select id="f-category"><option value="">all</option>' + categories
-        + '</select></label> <label><input type="checkbox" id="f-failed"> failed only</label></form>'
-        f'<table class="data" id="check-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-        "</section>"
-    )
+    return {
+        "checks": sorted(checks, key=lambda c: (c["passed"], order.get(c["category"], 9), c["site_id"],
+                                                c["check_id"])),
+        "check_sites": sorted({c["site_id"] for c in checks}),
+        "categories": KAHN_CATEGORIES,
+        "check_headings": ("category", "site", "table", "check", "violating rows (numerator)",
+                           "rows checked (denominator)", "share", "threshold", "result", "since last run",
+                           "links", "violating rows"),
+    }
 
 
 def _changes(con: duckdb.DuckDBPyConnection, check_rows: list[dict[str, Any]]) -> str:
     changes = _rows(con, "SELECT * FROM quality.check_changes WHERE change <> 'passing' ORDER BY change, site_id")
     runs = scalar(con, "SELECT count(DISTINCT run_id) FROM quality.check_results")
     counts = {k: sum(c["change"] == k for c in changes) for k in ("new", "persisting", "resolved")}
-    if runs < 2:
-        intro = "<p>This is the first recorded run: every failure is new; the next run will be compared with it.</p>"
-    else:
-        intro = (
-            f"<p>Compared with the previous run (<code>{escape(str(changes[0]['previous_run_id']) if changes else '')}"
-            f"</code>): <b class=fail>{counts['new']} new</b>, <b>{counts['persisting']} persisting</b>, "
-            f"<b class=pass>{counts['resolved']} resolved</b> failures.</p>"
-        )
-    rows = [
-        [f'<span class="change-{escape(c["change"])}">{escape(c["change"])}</span>', escape(c["site_id"]),
-         escape(c["table_name"]), escape(c["check_name"]), _n(c["previous_numerator"]), _n(c["current_numerator"])]
-        for c in changes
-    ]
     trend = _rows(con, sql_text("quality/site_trend.sql"))
     run_ids: list[str] = []
     labels: list[str] = []
@@ -260,14 +154,8 @@ def _changes(con: duckdb.DuckDBPyConnection, check_rows: list[dict[str, Any]]) -
     for t in trend:
         name = "registry-wide" if t["site_id"] == "all" else t["site_id"]
         series[name][run_ids.index(t["run_id"])] = float(t["failed_checks"])
-    return (
-        '<section id="changes"><h2>Since the previous run</h2>' + intro
-        + _table(["change", "site", "table", "check", "violating rows before", "violating rows now"], rows, "data",
-                 "no failures now or in the previous run")
-        + "<h3>Failed checks per site, run by run</h3>"
-        + svg.trend_lines(labels, dict(sorted(series.items())), "Failed checks per site over runs", "failed checks")
-        + "</section>"
-    )
+    chart = svg.trend_lines(labels, dict(sorted(series.items())), "Failed checks per site over runs", "failed checks")
+    return str(_SECTIONS.changes(changes, runs, counts, Markup(chart)))
 
 
 def _fmt_metric(unit: str, value: float | None) -> str:
@@ -284,10 +172,7 @@ def metrics_section(con: duckdb.DuckDBPyConnection, small_cell_count: int | None
     """The metric table and forest plot, small cells suppressed (config/privacy.yaml unless given); the
     release's aggregates reuse it."""
     if not _has_table(con, "metrics", "registry_metrics"):
-        return (
-            '<section id="metrics"><h2>Registry metrics</h2><p class="empty">metrics not available: the metrics '
-            "layer (metrics.registry_metrics) has not been built in this registry.</p></section>"
-        )
+        return str(_SECTIONS.metrics(False))
     k = load_privacy_settings().small_cell_count if small_cell_count is None else small_cell_count
     shared = suppressed_metrics(con, k)
     overall = {r["metric"]: r for r in shared if r["stratum_type"] == "overall"}
@@ -301,8 +186,7 @@ def metrics_section(con: duckdb.DuckDBPyConnection, small_cell_count: int | None
             if m["ci_low"] is not None else ""
         )
         estimate = "suppressed" if m["suppressed"] else _fmt_metric(m["unit"], m["estimate"])
-        rows.append([escape(name.replace("_", " ")), estimate, interval,
-                     _n(m["numerator"]), _n(m["denominator"])])
+        rows.append([name.replace("_", " "), estimate, interval, _n(m["numerator"]), _n(m["denominator"])])
     strata = sorted(
         (r for r in shared if r["metric"] == "responder_rate" and r["stratum_type"] in ("site", "etiology")),
         key=lambda r: (r["stratum_type"] != "site", r["stratum"]),
@@ -314,64 +198,26 @@ def metrics_section(con: duckdb.DuckDBPyConnection, small_cell_count: int | None
         for s in strata
     ]
     reference = overall.get("responder_rate", {}).get("estimate")
-    return (
-        '<section id="metrics"><h2>Registry metrics</h2>'
-        + _table(["metric", "estimate", "95 % interval", "numerator", "denominator"], rows, "data")
-        + "<h3>Responder rate by site and etiology</h3>"
-        + (svg.forest_plot(forest, "Responder rate with 95 % intervals by site and etiology", reference) if forest
-           else '<p class="empty">no responder rates by stratum</p>')
-        + "<p><small>Dashed line: the overall responder rate. From <code>metrics.registry_metrics</code>. "
-        + (f"Cells with a count of 1 to {k - 1} are blanked, with the next smallest stratum where needed "
-           "(<code>config/privacy.yaml</code>).</small></p>" if k > 1 else "No cell is suppressed.</small></p>")
-        + "</section>"
-    )
+    title = "Responder rate with 95 % intervals by site and etiology"
+    chart = svg.forest_plot(forest, title, reference) if forest else ""
+    return str(_SECTIONS.metrics(True, rows, Markup(chart), k))
 
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:0;color:#1a202c;background:#fff}
-header{background:#1a365d;color:#fff;padding:14px 24px}header a{color:#bee3f8}
-nav{padding:6px 24px;background:#edf2f7;position:sticky;top:0;z-index:2}nav a{margin-right:14px}
-main{padding:8px 24px 40px;max-width:1400px}section{margin:26px 0}
-table.data{border-collapse:collapse;font-size:13px;margin:8px 0;max-width:100%}
-table.data th,table.data td{border:1px solid #cbd5e0;padding:3px 6px;vertical-align:top;text-align:left;
-overflow-wrap:anywhere}
-table.data th{background:#f7fafc}td.num{text-align:right}
-.pass{color:#276749;font-weight:600}.fail{color:#c53030;font-weight:700}
-.change-new{color:#c53030;font-weight:700}.change-resolved{color:#276749;font-weight:700}
-.change-persisting{color:#975a16;font-weight:700}
-.cards{display:flex;gap:12px;flex-wrap:wrap}.card{border:1px solid #cbd5e0;border-radius:6px;padding:8px 14px}
-.card b{display:block;font-size:22px}.legend span{margin-right:14px}
-.legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}
-details.sql pre{max-width:360px;white-space:pre-wrap;overflow-wrap:anywhere;background:#f7fafc;padding:6px;
-font-size:12px}
-.empty{color:#4a5568;font-style:italic}svg.chart{max-width:100%;height:auto;display:block}
-"""
+def _escaped(value: Any) -> Markup:
+    # Every value the templates print is escaped by html.escape, as the Python-built sections are, so the page
+    # is byte for byte what it was before the templates (MarkupSafe would write ' as &#39; instead of &#x27;).
+    return value if isinstance(value, Markup) else Markup(escape(str(value)))
 
-_SCRIPT = """
-(function () {
-  var site = document.getElementById('f-site'), cat = document.getElementById('f-category'),
-      failed = document.getElementById('f-failed');
-  function apply() {
-    var rows = document.querySelectorAll('#check-table tbody tr');
-    for (var i = 0; i < rows.length; i++) {
-      var r = rows[i], show = (!site.value || r.dataset.site === site.value) &&
-        (!cat.value || r.dataset.category === cat.value) && (!failed.checked || r.dataset.passed === 'false');
-      r.style.display = show ? '' : 'none';
-    }
-  }
-  [site, cat, failed].forEach(function (el) { el.addEventListener('change', apply); });
-  document.addEventListener('click', function (event) {
-    if (!event.target.classList.contains('copy')) { return; }
-    var code = event.target.parentNode.querySelector('code'), range = document.createRange();
-    range.selectNodeContents(code);
-    var selection = window.getSelection();
-    selection.removeAllRanges();
-    selection.addRange(range);
-    try { document.execCommand('copy'); event.target.textContent = 'Copied'; }
-    catch (e) { event.target.textContent = 'Press Ctrl+C'; }
-  });
-})();
-"""
+
+# The page, its style and script, and the checks table are templates (templates/) with autoescaping on; only the
+# sections still built in Python (escaped there) are passed as Markup.
+_TEMPLATES = Environment(
+    loader=PackageLoader("ketreg.quality", "templates"), autoescape=True, undefined=StrictUndefined,
+    finalize=_escaped,
+)
+_TEMPLATES.filters["n"] = _n
+_TEMPLATES.globals["share"] = _share
+_SECTIONS = _TEMPLATES.get_template("sections.html.j2").module
 
 
 def render_dashboard(con: duckdb.DuckDBPyConnection, reports_dir: Path, dagster_url: str) -> Path:
@@ -386,35 +232,23 @@ def render_dashboard(con: duckdb.DuckDBPyConnection, reports_dir: Path, dagster_
     failed = [c for c in checks if not c["passed"]]
     sites = sorted({c["site_id"] for c in checks if c["site_id"] != "all"})
     counts = {k: sum(v == k for v in changes.values()) for k in ("new", "persisting", "resolved")}
-    cards = "".join(
-        f'<div class="card"><b>{value}</b>{escape(label)}</div>'
-        for label, value in (
-            ("sites", len(sites)), ("checks", len(checks)), ("failed checks", len(failed)),
-            *((f"failed: {c}", sum(f["category"] == c for f in failed)) for c in KAHN_CATEGORIES),
-            ("new failures", counts["new"]), ("persisting", counts["persisting"]), ("resolved", counts["resolved"]),
-        )
+    cards = (
+        ("sites", len(sites)), ("checks", len(checks)), ("failed checks", len(failed)),
+        *((f"failed: {c}", sum(f["category"] == c for f in failed)) for c in KAHN_CATEGORIES),
+        ("new failures", counts["new"]), ("persisting", counts["persisting"]), ("resolved", counts["resolved"]),
     )
-    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    html = (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>ketreg registry quality</title><style>{_STYLE}</style></head><body>"
-        f"<header><h1>Registry data quality</h1><p>Generated {generated}, Dagster run <code>{escape(run_id)}</code>. "
-        f'<a href="data_docs/index.html">Great Expectations Data Docs</a> · '
-        + (f'<a href="{escape(dagster_url)}/assets/quality/check_results">Dagster asset quality/check_results</a>'
-           if dagster_url else "Dagster asset quality/check_results")
-        + "</p></header>"
-        '<nav><a href="#sites">Sites</a><a href="#intake">Intake</a><a href="#landing">Not read</a>'
-        '<a href="#quarantine">Quarantine</a><a href="#deviations">Deviations</a>'
-        '<a href="#completeness">Completeness</a><a href="#changes">Since last run</a><a href="#checks">Checks</a>'
-        '<a href="#metrics">Metrics</a><a href="#planning">Planning</a></nav><main>'
-        f'<section id="summary"><div class="cards">{cards}</div></section>'
-        + site_pages_section(con)
-        + _intake(con) + landing_section(con)
-        + _quarantine(con) + _deviations(con) + _completeness(checks) + _changes(con, checks)
-        + _checks(checks, changes, dagster_url) + metrics_section(con) + patient_flow_section(con)
-        + planning_section(con)
-        + f"</main><script>{_SCRIPT}</script></body></html>"
+    html = _TEMPLATES.get_template("dashboard.html.j2").render(
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        run_id=run_id,
+        dagster_url=dagster_url,
+        cards=cards,
+        changes=changes,
+        sections_before_checks=Markup(
+            site_pages_section(con) + _intake(con) + landing_section(con) + _quarantine(con) + _deviations(con)
+            + _completeness(checks) + _changes(con, checks)
+        ),
+        sections_after_checks=Markup(metrics_section(con) + patient_flow_section(con) + planning_section(con)),
+        **_checks_context(checks),
     )
     reports_dir.mkdir(parents=True, exist_ok=True)
     path = reports_dir / DASHBOARD_FILE

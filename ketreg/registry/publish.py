@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 
+from ketreg.registry.data_dictionary import comment_published_tables, protocol_of, write_data_package
 from ketreg.warehouse.connection import scalar
 from ketreg.warehouse.file_modes import share
 
@@ -27,12 +28,18 @@ def published_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
     ).fetchall()
 
 
+def data_package_path(analyst_db: Path) -> Path:
+    """Where the published file's data dictionary sits: `registry.duckdb` → `registry.datapackage.json`."""
+    return analyst_db.with_name(f"{analyst_db.stem}.datapackage.json")
+
+
 def publish(con: duckdb.DuckDBPyConnection, analyst_db: Path) -> dict[str, int]:
-    """Copy the published schemas of the working database into a fresh file and atomically replace
-    `analyst_db` with it. Returns the row count of each published table (`metrics.x` outside main)."""
+    """Copy the published schemas of the working database into a fresh file, with the column docs as
+    comments, and atomically replace `analyst_db` with it; its data dictionary (Frictionless Data Package)
+    follows beside it. Returns the row count of each published table (`metrics.x` outside main)."""
     analyst_db.parent.mkdir(parents=True, exist_ok=True)
     staging_file = analyst_db.with_name(f".{analyst_db.name}.publishing")
-    for leftover in (staging_file, staging_file.with_name(staging_file.name + ".wal")):
+    for leftover in (staging_file, *(staging_file.with_name(staging_file.name + end) for end in (".wal", ".json"))):
         leftover.unlink(missing_ok=True)
     tables = published_tables(con)
     con.execute(f"ATTACH '{staging_file}' AS snapshot (STORAGE_VERSION '{ANALYST_STORAGE_VERSION}')")
@@ -44,9 +51,17 @@ def publish(con: duckdb.DuckDBPyConnection, analyst_db: Path) -> dict[str, int]:
             con.execute(f"CREATE TABLE snapshot.{target}.{table} AS SELECT * FROM {schema}.{table}")
             name = table if target == "main" else f"{target}.{table}"
             counts[name] = scalar(con, f"SELECT count(*) FROM snapshot.{target}.{table}")
+        comment_published_tables(
+            con, "snapshot", [(schema, table, PUBLISHED_SCHEMAS[schema]) for schema, table in tables],
+            protocol_of(con, "registry.protocol"),
+        )
         con.execute("CHECKPOINT snapshot")
     finally:
         con.execute("DETACH snapshot")
     share(staging_file)  # written under the working store's private umask; analysts must read it
+    package = write_data_package(staging_file, staging_file.with_name(f"{staging_file.name}.json"),
+                                 path=analyst_db.name)
+    share(package)
     os.replace(staging_file, analyst_db)
+    os.replace(package, data_package_path(analyst_db))
     return counts

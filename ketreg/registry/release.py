@@ -19,6 +19,7 @@ import duckdb
 from ketreg.landing.discovery import file_sha256
 from ketreg.privacy.settings import load_privacy_settings
 from ketreg.registry.aggregates import AGGREGATES_FOLDER, verify_aggregates, write_aggregates
+from ketreg.registry.data_dictionary import DATA_PACKAGE_FILE, write_data_package
 
 RELEASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 DATABASE_FILE = "registry.duckdb"
@@ -135,6 +136,11 @@ def make_release(name: str, analyst_db: Path, releases_dir: Path, small_cell_cou
     finally:
         con.close()
     manifest["database_file_sha256"] = file_sha256(building / DATABASE_FILE)
+    # The data dictionary of exactly this file (Frictionless Data Package: types, docs, constraints, keys).
+    package = write_data_package(
+        building / DATABASE_FILE, building / DATA_PACKAGE_FILE, f"ketreg-registry-{name.lower()}"
+    )
+    manifest["data_dictionary"] = {"file": DATA_PACKAGE_FILE, "sha256": file_sha256(package)}
     # The shareable figures, small cells suppressed (the only part of a release meant to leave the team).
     manifest[AGGREGATES_FOLDER] = write_aggregates(
         building / DATABASE_FILE, building / AGGREGATES_FOLDER, small_cell_count, name
@@ -179,6 +185,13 @@ def verify_release(name: str, releases_dir: Path) -> Verification:
     finally:
         con.close()
     problems += verify_aggregates(folder, manifest)
+    dictionary = manifest.get("data_dictionary")
+    if dictionary is not None:  # releases made before the data dictionary have none
+        path = folder / dictionary["file"]
+        if not path.is_file():
+            problems.append(f"{dictionary['file']}: in the manifest but missing from the release")
+        elif file_sha256(path) != dictionary["sha256"]:
+            problems.append(f"{dictionary['file']}: the file's SHA-256 differs from the manifest (it was changed)")
     expected = manifest.get("tables", {})
     for table in sorted(set(expected) | set(found)):
         if table not in found:
