@@ -76,8 +76,11 @@ def skippable(fn: Callable[..., Any] | None = None, *, publishes: bool = False) 
                 "reason": f"nothing changed since run {plan.unchanged_since}",
                 "inputs_fingerprint": plan.inputs_fingerprint,
             }
+            # A multi-asset yields its results in its specs' order, which is the order of their dependencies.
+            order = [spec.key.to_user_string() for spec in context.assets_def.specs]
+            ordered = sorted(keys, key=lambda key: order.index(key) if key in order else len(order))
             return [dg.MaterializeResult(asset_key=dg.AssetKey.from_user_string(key), metadata=metadata)
-                    for key in keys]
+                    for key in ordered]
 
         def built(context: dg.AssetExecutionContext, plan: RunPlan, keys: list[str]) -> None:
             settings = context.resources.settings

@@ -76,7 +76,7 @@ def _registry_check_results(
 
 @dg.asset(
     key=["quality", "check_results"],
-    deps=[asset.key for asset in (*registry_assets, *metrics_assets)],
+    deps=[key for asset in (*registry_assets, *metrics_assets) for key in asset.keys],
     group_name="quality",
     kinds={"duckdb", "python"},
 )
