@@ -9,7 +9,6 @@ from dataclasses import replace
 import dagster as dg
 import duckdb
 
-from ketreg.quality.dashboard import DASHBOARD_FILE, render_dashboard
 from ketreg.quality.expectations import run_suites
 from ketreg.quality.history import record_run
 from ketreg.quality.offline_docs import make_offline
@@ -86,6 +85,9 @@ def quality_check_results(context: dg.AssetExecutionContext, settings: RegistryS
     denominator, threshold, pass, SQL of the violating rows), added to the history of earlier runs, and
     quality.check_changes (new, resolved and persisting failures). Also writes the Great Expectations Data
     Docs of the suites derived from the contract, with their scripts and styles served locally."""
+    # Imported here: the dashboard's templates (jinja2) are needed only by the quality steps.
+    from ketreg.quality.dashboard import DASHBOARD_FILE
+
     reports = settings.reports_path
     data_docs = reports / DATA_DOCS_FOLDER
     quality_settings = load_quality_settings()
@@ -130,6 +132,8 @@ def quality_check_results(context: dg.AssetExecutionContext, settings: RegistryS
 def quality_dashboard(settings: RegistrySettings) -> dg.MaterializeResult:
     """The registry quality dashboard: one static HTML file with inline SVG charts (no server, no network),
     linking to the Data Docs and to the Dagster assets each check reads."""
+    from ketreg.quality.dashboard import render_dashboard
+
     with settings.working_db() as con:
         path = render_dashboard(con, settings.reports_path, load_quality_settings().dagster_url)
     share(settings.reports_path, recursive=False)  # written beside the private working store
