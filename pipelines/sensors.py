@@ -23,7 +23,11 @@ def landing_sensor(context: dg.SensorEvaluationContext, settings: RegistrySettin
             f"landing folder {settings.landing_dir} is empty (an unmounted share or a wrong path?); no run"
         ))
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    current = export_signatures(settings.landing_path, settings.landing_settle_seconds, settings.sites_path)
+    settling: set[str] = set()
+    current = export_signatures(settings.landing_path, settings.landing_settle_seconds, settings.sites_path, settling)
+    # An export seen before whose files are being copied again is neither removed nor changed yet: it keeps
+    # the signature seen until it settles (else a re-copy would request a run that "removes" it).
+    current.update({label: seen[label] for label in settling if label in seen})
     # A RETIRED file is a change too: the run it starts removes the site on purpose.
     current.update({f"{site}/{TOMBSTONE}": "retired" for site in tombstoned_sites(settings.landing_path)})
     changed = sorted(label for label, signature in current.items() if seen.get(label) != signature)

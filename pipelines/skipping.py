@@ -68,16 +68,18 @@ def skippable(fn: Callable[..., Any] | None = None, *, publishes: bool = False) 
             return plan, keys, origin
 
         def skipped(context: dg.AssetExecutionContext, plan: RunPlan, keys: list[str], origin: str) -> list:
-            context.log.info(f"{', '.join(keys)}: nothing changed since run {plan.unchanged_since}; "
-                             f"the result of run {origin} stands")
+            # No log line: the materialization's metadata says it, and each event costs a write to the event log.
             metadata = {
                 "skipped": True,
                 "origin_run": origin,
                 "reason": f"nothing changed since run {plan.unchanged_since}",
                 "inputs_fingerprint": plan.inputs_fingerprint,
             }
+            # A multi-asset yields its results in its specs' order, which is the order of their dependencies.
+            order = [spec.key.to_user_string() for spec in context.assets_def.specs]
+            ordered = sorted(keys, key=lambda key: order.index(key) if key in order else len(order))
             return [dg.MaterializeResult(asset_key=dg.AssetKey.from_user_string(key), metadata=metadata)
-                    for key in keys]
+                    for key in ordered]
 
         def built(context: dg.AssetExecutionContext, plan: RunPlan, keys: list[str]) -> None:
             settings = context.resources.settings

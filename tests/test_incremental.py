@@ -50,10 +50,12 @@ def _gx_checks(run_id: str) -> dict[str, str]:
 def _working_store_digests(work_db: Path) -> dict[str, dict[str, object]]:
     con = duckdb.connect(str(work_db), read_only=True)
     try:
-        # The ledger itself records every run, and the asset checks refresh their snapshot of the published
-        # file; every other table must be left exactly as it was.
+        # The ledger itself records every run, and the asset checks (which run in every run) refresh their
+        # snapshot of the published file and record their evaluations; every other table must be left
+        # exactly as it was.
+        written_every_run = ("incremental.", "publish_guard.", "quality.registry_check_evaluations")
         return {name: digest for name, digest in table_fingerprints(con).items()
-                if not name.startswith("incremental.")}
+                if not name.startswith(written_every_run)}
     finally:
         con.close()
 

@@ -127,6 +127,27 @@ def test_a_changed_export_gets_a_new_run_key_and_a_removed_one_is_noticed(tmp_pa
     assert removed.run_requests[0].tags["ketreg/removed_exports"] == "site_a/2026-11-01"
 
 
+def test_the_sensor_requests_no_run_when_nothing_changed_nor_while_a_seen_export_is_copied_again(
+    tmp_path: Path,
+) -> None:
+    landing, out = tmp_path / "landing", tmp_path / "out"
+    folder = write_export(landing, "site_a")
+    write_export(landing, "site_b")
+    settled = _resources(landing, out)
+    first = landing_sensor(dg.build_sensor_context(resources=settled))
+    assert len(first.run_requests) == 1
+
+    again = landing_sensor(dg.build_sensor_context(cursor=first.cursor, resources=settled))
+    assert not again.run_requests and again.skip_reason
+
+    # site_a's export is being copied again (its files are newer than the settle time): not "removed", no run.
+    (folder / "patients.csv").touch()
+    copying = {**settled, "settings": RegistrySettings(
+        landing_dir=str(landing), analyst_db=str(out / "registry.duckdb"), landing_settle_seconds=3600)}
+    during = landing_sensor(dg.build_sensor_context(cursor=first.cursor, resources=copying))
+    assert not during.run_requests and during.skip_reason
+
+
 def test_an_export_still_being_copied_waits_for_the_next_look(tmp_path: Path) -> None:
     landing, out = tmp_path / "landing", tmp_path / "out"
     write_export(landing, "site_a")

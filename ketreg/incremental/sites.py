@@ -31,6 +31,9 @@ def _ensure(con: duckdb.DuckDBPyConnection) -> None:
         shared_digest VARCHAR NOT NULL)""")
     con.execute(f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.run_site_digests (
         run_id VARCHAR NOT NULL, site_id VARCHAR NOT NULL, digest VARCHAR NOT NULL)""")
+    con.execute(f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.staged_table_parts (
+        table_name VARCHAR NOT NULL, storage_fingerprint VARCHAR NOT NULL, site_id VARCHAR NOT NULL,
+        row_count BIGINT NOT NULL, hash_sum VARCHAR NOT NULL)""")
 
 
 # Staged tables a site's registry rows are made from; their content is hashed per site, so a working store
@@ -39,9 +42,41 @@ _STAGED = ("exports", "file_counts", "quarantine", "patients", "infusions", "ass
            "dispositions")
 
 
+def _storage_fingerprint(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """A fingerprint of how DuckDB stores `table` (its segments: blocks, counts, statistics, pending updates)
+    and its row count, read from the catalogue without scanning rows. An insert, update or delete changes
+    it (a table left alone keeps it across connections and checkpoints: measured), so it tells when the
+    per-site hashes of the table must be computed again; a false change only costs that scan."""
+    segments = con.execute(f"SELECT * FROM pragma_storage_info('{table}') ORDER BY ALL").fetchall()
+    rows = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    return hashlib.sha256(f"{rows}|{segments!r}".encode()).hexdigest()[:32]
+
+
+def _table_parts(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, int, int]]:
+    """(site, rows, sum of row hashes) of one staged table: scanned when its storage changed since the last
+    scan, else read from `incremental.staged_table_parts` (a rerun with nothing changed reads no rows)."""
+    storage = _storage_fingerprint(con, f"staging.{table}")
+    cached = con.execute(
+        f"SELECT site_id, row_count, hash_sum FROM {SCHEMA}.staged_table_parts "
+        "WHERE table_name = ? AND storage_fingerprint = ?", [table, storage],
+    ).fetchall()
+    if cached:
+        return [(site, count, int(total)) for site, count, total in cached]
+    parts = con.execute(
+        f"SELECT site_id, count(*), sum(hash(t)::HUGEINT) FROM staging.{table} AS t GROUP BY site_id"
+    ).fetchall()
+    con.execute(f"DELETE FROM {SCHEMA}.staged_table_parts WHERE table_name = ?", [table])
+    # An empty table is recorded by one row without a site, so its scan is not repeated either.
+    con.executemany(f"INSERT INTO {SCHEMA}.staged_table_parts VALUES (?, ?, ?, ?, ?)",
+                    [[table, storage, site, count, str(total)] for site, count, total in parts]
+                    or [[table, storage, "", 0, "0"]])
+    return [(site, count, int(total)) for site, count, total in parts]
+
+
 def site_digests(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, str]:
     """Per site, a digest of the content of its staged rows, exports' fingerprints and statuses included (count
-    and sum of DuckDB row hashes, one scan per table), computed once per run and kept with it."""
+    and sum of DuckDB row hashes, one scan per table whose storage changed), computed once per run and kept
+    with it."""
     _ensure(con)
     found = con.execute(
         f"SELECT site_id, digest FROM {SCHEMA}.run_site_digests WHERE run_id = ?", [run_id]
@@ -50,14 +85,11 @@ def site_digests(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, str]:
         return dict(found)
     parts: dict[str, list[str]] = {}
     for table in _STAGED:
-        try:
-            rows = con.execute(
-                f"SELECT site_id, count(*), sum(hash(t)::HUGEINT) FROM staging.{table} AS t GROUP BY site_id"
-            ).fetchall()
-        except duckdb.CatalogException:
+        if not _has_table(con, f"staging.{table}"):
             continue  # a working store not staged yet
-        for site_id, count, total in rows:
-            parts.setdefault(site_id, []).append(f"{table}:{count}:{total}")
+        for site_id, count, total in _table_parts(con, table):
+            if site_id:
+                parts.setdefault(site_id, []).append(f"{table}:{count}:{total}")
     digests = {site: hashlib.sha256("|".join(sorted(p)).encode()).hexdigest()[:32] for site, p in parts.items()}
     if digests:
         con.executemany(f"INSERT INTO {SCHEMA}.run_site_digests VALUES (?, ?, ?)",

@@ -12,10 +12,13 @@ from ketreg.landing.mapping import default_sites_dir, mapping_path
 from ketreg.landing.safe_files import is_real_dir, list_dir
 
 
-def export_signatures(landing: Path, settle_seconds: float = 0.0, sites_dir: Path | None = None) -> dict[str, str]:
+def export_signatures(
+    landing: Path, settle_seconds: float = 0.0, sites_dir: Path | None = None, settling: set[str] | None = None
+) -> dict[str, str]:
     """`{"site/export": signature}` for every export folder whose files have not changed for
-    `settle_seconds` (a site still copying its files is left for the next look). A site's mapping file
-    is part of its exports' signatures: a changed mapping changes what the files mean."""
+    `settle_seconds` (a site still copying its files is left for the next look; its label is added to
+    `settling` when given). A site's mapping file is part of its exports' signatures: a changed mapping
+    changes what the files mean."""
     signatures: dict[str, str] = {}
     if not landing.is_dir():
         return signatures
@@ -31,6 +34,8 @@ def export_signatures(landing: Path, settle_seconds: float = 0.0, sites_dir: Pat
             files = [p for p in list_dir(export_dir) if not p.name.startswith(".")] or [export_dir]
             stats = [(p.name, p.lstat()) for p in files]
             if stats and now - max(s.st_mtime for _, s in stats) < settle_seconds:
+                if settling is not None:
+                    settling.add(f"{site_dir.name}/{export_dir.name}")
                 continue
             digest = hashlib.sha256(mapping_stat.encode())
             for name, stat in stats:

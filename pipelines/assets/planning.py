@@ -6,11 +6,11 @@ import polars as pl
 
 from ketreg.metrics.build import read_table, write_table
 from ketreg.metrics.estimand import estimand_for
-from ketreg.metrics.heterogeneity import heterogeneity_from_outcomes
-from ketreg.metrics.time_to_event import relief_episodes, time_to_event_tables, treatment_courses
 from pipelines.resources import RegistrySettings
 from pipelines.skipping import skippable
 
+# The models' modules (scipy, statsmodels; ~1 s to import) are imported inside the steps that fit them, so
+# loading the code location, the sensor and every other step do not pay for them.
 _REGISTRY_INPUTS = [["registry", t] for t in ("patients", "infusions", "assessments", "dispositions")]
 
 
@@ -28,6 +28,8 @@ def metrics_time_to_event(settings: RegistrySettings):
     """Relief duration censored at the next infusion, an interruption or loss to follow-up; time on
     treatment; discontinuation by reason as competing risks (sql/metrics/relief_episodes.sql,
     sql/metrics/treatment_courses.sql)."""
+    from ketreg.metrics.time_to_event import relief_episodes, time_to_event_tables, treatment_courses
+
     with settings.working_db() as con:
         episodes, courses = relief_episodes(con), treatment_courses(con)
         curves, summary = time_to_event_tables(episodes, courses)
@@ -69,6 +71,8 @@ def metrics_time_to_event(settings: RegistrySettings):
 def metrics_site_heterogeneity(settings: RegistrySettings) -> dg.MaterializeResult:
     """Random-effects pooled responder rate across sites (DerSimonian–Laird and REML on the logit scale) with
     Q, I², τ² and the 95 % prediction interval, for the primary estimand (when built) and the study definition."""
+    from ketreg.metrics.heterogeneity import heterogeneity_from_outcomes
+
     with settings.working_db() as con:
         outcomes = read_table(con, "patient_outcomes")
         estimand = estimand_for(outcomes)

@@ -13,7 +13,7 @@ from pipelines.resources import RegistrySettings
 @dg.asset(
     key=["publish", "postgres_registry"],
     # After the DuckDB publish: a run that fails before it publishes neither target.
-    deps=[analyst_registry.key, *(asset.key for asset in site_private_assets)],
+    deps=[analyst_registry.key, *(key for asset in site_private_assets for key in asset.keys)],
     group_name="publish",
     kinds={"postgres"},
 )

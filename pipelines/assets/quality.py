@@ -9,20 +9,19 @@ from dataclasses import replace
 import dagster as dg
 import duckdb
 
-from ketreg.quality.dashboard import DASHBOARD_FILE, render_dashboard
 from ketreg.quality.expectations import run_suites
 from ketreg.quality.history import record_run
 from ketreg.quality.offline_docs import make_offline
+from ketreg.quality.registry_evaluations import run_evaluations
 from ketreg.quality.results import CheckResult
 from ketreg.quality.rules import COMPLETENESS, CONFORMANCE, PLAUSIBILITY, registry_rules
 from ketreg.quality.settings import load_quality_settings
 from ketreg.quality.site_checks import site_export_checks
-from ketreg.warehouse.connection import scalar
 from ketreg.warehouse.file_modes import share
 from pipelines.assets.metrics import metrics_assets
 from pipelines.assets.planning import planning_assets
 from pipelines.assets.registry import registry_assets
-from pipelines.checks import CHECKS, RegistryCheck
+from pipelines.checks import CHECKS, RegistryCheck, evaluate
 from pipelines.resources import RegistrySettings
 from pipelines.skipping import skippable
 from schemas.tables import TABLES
@@ -39,13 +38,22 @@ def _registry_check_category(check: RegistryCheck) -> str:
     return CONFORMANCE  # references between tables, conservation of rows
 
 
-def _registry_check_results(con: duckdb.DuckDBPyConnection, settings: RegistrySettings) -> list[CheckResult]:
-    """The registry's asset checks, evaluated again with the same SQL so their outcome enters the history."""
+def _registry_check_results(
+    con: duckdb.DuckDBPyConnection, settings: RegistrySettings, run_id: str
+) -> list[CheckResult]:
+    """The registry's asset checks as the check step of this run evaluated them; a check this run did not
+    evaluate (the quality asset materialized on its own) is evaluated here with the same SQL."""
+    evaluated = run_evaluations(con, run_id)
     results = []
     for check in CHECKS:
-        violations_sql = check.violations_sql(con, settings).strip()
-        violations = scalar(con, f"SELECT count(*) FROM ({violations_sql})")
-        checked = scalar(con, check.checked_query(con, settings))
+        row = evaluated.get((check.table, check.name))
+        if row is None:
+            evaluation = evaluate(con, settings, check)
+            numerator, denominator, violations_sql = (
+                evaluation.violations, evaluation.checked, evaluation.violations_sql
+            )
+        else:
+            numerator, denominator, violations_sql = row.numerator, row.denominator, row.violations_sql
         results.append(CheckResult(
             check_id=f"registry_check/{check.table}/{check.name}/all",
             source="registry_check",
@@ -55,10 +63,10 @@ def _registry_check_results(con: duckdb.DuckDBPyConnection, settings: RegistrySe
             site_id="all",
             check_name=check.name,
             description=check.description,
-            numerator=violations,
-            denominator=checked,
+            numerator=numerator,
+            denominator=denominator,
             threshold=0.0,
-            passed=violations == 0,
+            passed=numerator == 0,
             violations_sql=" ".join(violations_sql.split()),
             asset_key=f"registry/{check.table}",
         ))
@@ -67,7 +75,7 @@ def _registry_check_results(con: duckdb.DuckDBPyConnection, settings: RegistrySe
 
 @dg.asset(
     key=["quality", "check_results"],
-    deps=[asset.key for asset in (*registry_assets, *metrics_assets)],
+    deps=[key for asset in (*registry_assets, *metrics_assets) for key in asset.keys],
     group_name="quality",
     kinds={"duckdb", "python"},
 )
@@ -77,6 +85,9 @@ def quality_check_results(context: dg.AssetExecutionContext, settings: RegistryS
     denominator, threshold, pass, SQL of the violating rows), added to the history of earlier runs, and
     quality.check_changes (new, resolved and persisting failures). Also writes the Great Expectations Data
     Docs of the suites derived from the contract, with their scripts and styles served locally."""
+    # Imported here: the dashboard's templates (jinja2) are needed only by the quality steps.
+    from ketreg.quality.dashboard import DASHBOARD_FILE
+
     reports = settings.reports_path
     data_docs = reports / DATA_DOCS_FOLDER
     quality_settings = load_quality_settings()
@@ -92,7 +103,7 @@ def quality_check_results(context: dg.AssetExecutionContext, settings: RegistryS
             replace(r, data_docs_page=f"{DATA_DOCS_FOLDER}/{r.data_docs_page}") if r.data_docs_page else r
             for r in suites.results
         ]
-        results = [*_registry_check_results(con, settings), *site_export_checks(con), *gx_results]
+        results = [*_registry_check_results(con, settings, context.run.run_id), *site_export_checks(con), *gx_results]
         recorded = record_run(con, context.run.run_id, dt.datetime.now(dt.UTC), results)
         changes = dict(con.execute("SELECT change, count(*) FROM quality.check_changes GROUP BY ALL").fetchall())
     share(data_docs)  # written beside the private working store; data managers read it
@@ -121,6 +132,8 @@ def quality_check_results(context: dg.AssetExecutionContext, settings: RegistryS
 def quality_dashboard(settings: RegistrySettings) -> dg.MaterializeResult:
     """The registry quality dashboard: one static HTML file with inline SVG charts (no server, no network),
     linking to the Data Docs and to the Dagster assets each check reads."""
+    from ketreg.quality.dashboard import render_dashboard
+
     with settings.working_db() as con:
         path = render_dashboard(con, settings.reports_path, load_quality_settings().dagster_url)
     share(settings.reports_path, recursive=False)  # written beside the private working store

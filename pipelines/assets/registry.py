@@ -1,6 +1,7 @@
 """Registry layer: the harmonised, pseudonymised tables analysts query, one asset per SQL file."""
 
 import dagster as dg
+import duckdb
 
 from ketreg.incremental.ledger import shared_digest
 from ketreg.registry.build import (
@@ -37,57 +38,72 @@ _UPSTREAM = {
 }
 
 
-def _registry_asset(name: str) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=["registry", name],
-        deps=_UPSTREAM[name],
-        group_name="registry",
-        kinds={"duckdb", "sql"},
+_EXPORT_CHANGES = "export_changes"
+_EXPORT_CHANGES_DEPS = [["registry", "exports"], *[["staging", t.name] for t in TABLES]]
+
+
+def _spec(name: str) -> dg.AssetSpec:
+    if name == _EXPORT_CHANGES:
+        return dg.AssetSpec(
+            ["registry", name], deps=_EXPORT_CHANGES_DEPS, group_name="registry", kinds={"duckdb", "sql"},
+            description="registry.export_changes: per site and file, rows added, removed and changed by the "
+            "newest export against the previous one, and which columns changed "
+            "(sql/registry/export_changes_for_table.sql)",
+        )
+    return dg.AssetSpec(
+        ["registry", name], deps=_UPSTREAM[name], group_name="registry", kinds={"duckdb", "sql"},
         description=f"{sql_header(f'registry/{name}.sql')} (sql/registry/{name}.sql)",
     )
-    @skippable
-    def _build(settings: RegistrySettings, pseudonym_key: PseudonymKey) -> dg.MaterializeResult:
-        with settings.working_db() as con:
-            protocol = settings.protocol()
+
+
+def _export_changes_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
+    metadata: dict[str, object] = table_metadata(con, "registry", _EXPORT_CHANGES)
+    largest_removal = con.execute(
+        "SELECT site_id || ' ' || file_name, rows_removed FROM registry.export_changes "
+        "ORDER BY rows_removed DESC LIMIT 1"
+    ).fetchall()
+    if largest_removal:
+        metadata["largest_removal"] = f"{largest_removal[0][0]}: {largest_removal[0][1]} rows"
+    return metadata
+
+
+# One step builds the selected registry tables, in dependency order, on one connection: a step per table
+# cost ~0.2 s of Dagster bookkeeping and a working-store connection each. Every table is still its own asset
+# (description, row count, schema, checks), and a subset can be materialized alone (can_subset). The
+# counts-only quarantine reads site_private.quarantine, which reads registry.exports: Dagster runs the
+# selection as two steps around the site_private step.
+@dg.multi_asset(
+    specs=[_spec(name) for name in (*REGISTRY_TABLES, _EXPORT_CHANGES)],
+    can_subset=True,
+    name="registry_tables",
+)
+@skippable
+def registry_tables(context: dg.AssetExecutionContext, settings: RegistrySettings, pseudonym_key: PseudonymKey):
+    """The harmonised, pseudonymised registry tables (sql/registry/), each site's patient-level rows rebuilt
+    only when its staged rows changed (`sites_rebuilt`), and registry.export_changes."""
+    selected = {key.path[-1] for key in context.selected_asset_keys}
+    with settings.working_db() as con:
+        protocol = settings.protocol()
+        if selected - {_EXPORT_CHANGES}:
             prepare(con, pseudonym_key.secret(), protocol, rekey=pseudonym_key.rekey,
                     replaces=pseudonym_key.replaces_fingerprint or None)
+        for name in (*REGISTRY_TABLES, _EXPORT_CHANGES):
+            if name not in selected:
+                continue
+            if name == _EXPORT_CHANGES:
+                build_export_changes(con)
+                yield dg.MaterializeResult(asset_key=["registry", name], metadata=_export_changes_metadata(con))
+                continue
             if name in PER_SITE_TABLES:
-                run_id = dg.AssetExecutionContext.get().run.run_id
+                run_id = context.run.run_id
                 sites = build_table_for_changed_sites(con, name, protocol, shared_digest(con, run_id), run_id)
             else:
                 build_table(con, name, protocol)
                 sites = None
             metadata = table_metadata(con, "registry", name)
-        # Which sites' rows this run rebuilt: "all" for a whole rebuild.
-        metadata["sites_rebuilt"] = dg.MetadataValue.json(sites if sites is not None else "all")
-        return dg.MaterializeResult(metadata=metadata)
-
-    _build.__name__ = f"registry_{name}"
-    return _build
+            # Which sites' rows this run rebuilt: "all" for a whole rebuild.
+            metadata["sites_rebuilt"] = dg.MetadataValue.json(sites if sites is not None else "all")
+            yield dg.MaterializeResult(asset_key=["registry", name], metadata=metadata)
 
 
-
-
-@dg.asset(
-    key=["registry", "export_changes"],
-    deps=[["registry", "exports"], *[["staging", t.name] for t in TABLES]],
-    group_name="registry",
-    kinds={"duckdb", "sql"},
-)
-@skippable
-def registry_export_changes(settings: RegistrySettings) -> dg.MaterializeResult:
-    """registry.export_changes: per site and file, rows added, removed and changed by the newest export
-    against the previous one, and which columns changed (sql/registry/export_changes_for_table.sql)."""
-    with settings.working_db() as con:
-        build_export_changes(con)
-        metadata: dict[str, object] = table_metadata(con, "registry", "export_changes")
-        largest_removal = con.execute(
-            "SELECT site_id || ' ' || file_name, rows_removed FROM registry.export_changes "
-            "ORDER BY rows_removed DESC LIMIT 1"
-        ).fetchall()
-    if largest_removal:
-        metadata["largest_removal"] = f"{largest_removal[0][0]}: {largest_removal[0][1]} rows"
-    return dg.MaterializeResult(metadata=metadata)
-
-
-registry_assets = [*(_registry_asset(name) for name in REGISTRY_TABLES), registry_export_changes]
+registry_assets = [registry_tables]

@@ -11,7 +11,7 @@ from pipelines.skipping import skippable
 
 @dg.asset(
     key=["reports", "site_folders"],
-    deps=[*(asset.key for asset in site_private_assets), ["registry", "protocol_deviations"],
+    deps=[*(key for asset in site_private_assets for key in asset.keys), ["registry", "protocol_deviations"],
           ["registry", "file_counts"]],
     group_name="reports",
     kinds={"csv", "html", "excel"},

@@ -14,23 +14,31 @@ _UPSTREAM = {
 }
 
 
-def _site_private_asset(name: str) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=["site_private", name],
-        deps=_UPSTREAM[name],
-        # Its own group: the registry layer's private half, never published.
-        group_name="site_private",
-        kinds={"duckdb", "sql"},
-        description=f"site_private.{name} (working store only), built by sql/site_private/{name}.sql",
-    )
-    @skippable
-    def _build(settings: RegistrySettings) -> dg.MaterializeResult:
-        with settings.working_db() as con:
-            rows = build_site_private_table(con, name)
-        return dg.MaterializeResult(metadata={"rows": rows})
+# One step for the three tables (each its own asset), as for the registry tables (pipelines/assets/registry.py).
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            ["site_private", name],
+            deps=_UPSTREAM[name],
+            # Its own group: the registry layer's private half, never published.
+            group_name="site_private",
+            kinds={"duckdb", "sql"},
+            description=f"site_private.{name} (working store only), built by sql/site_private/{name}.sql",
+        )
+        for name in SITE_PRIVATE_TABLES
+    ],
+    can_subset=True,
+    name="site_private_tables",
+)
+@skippable
+def site_private_tables(context: dg.AssetExecutionContext, settings: RegistrySettings):
+    """The selected site_private tables, one transaction each."""
+    selected = {key.path[-1] for key in context.selected_asset_keys}
+    with settings.working_db() as con:
+        for name in SITE_PRIVATE_TABLES:
+            if name in selected:
+                rows = build_site_private_table(con, name)
+                yield dg.MaterializeResult(asset_key=["site_private", name], metadata={"rows": rows})
 
-    _build.__name__ = f"site_private_{name}"
-    return _build
 
-
-site_private_assets = [_site_private_asset(name) for name in SITE_PRIVATE_TABLES]
+site_private_assets = [site_private_tables]
