@@ -10,7 +10,9 @@ from pathlib import Path
 
 import yaml
 
-DEFAULT_PROTOCOL_FILE = Path(__file__).resolve().parent.parent / "config" / "protocol.yaml"
+from ketreg.package_data import config_file
+
+DEFAULT_PROTOCOL_FILE = config_file("protocol.yaml")
 
 
 class ProtocolError(ValueError):

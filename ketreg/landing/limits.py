@@ -12,7 +12,9 @@ from pathlib import Path
 
 import yaml
 
-DEFAULT_LIMITS_FILE = Path(__file__).resolve().parents[2] / "config" / "limits.yaml"
+from ketreg.package_data import config_file
+
+DEFAULT_LIMITS_FILE = config_file("limits.yaml")
 LIMITS_VARIABLE = "KETREG_LIMITS_FILE"
 
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import yaml
 
-DEFAULT_PRIVACY_FILE = Path(__file__).resolve().parents[2] / "config" / "privacy.yaml"
+from ketreg.package_data import config_file
+
+DEFAULT_PRIVACY_FILE = config_file("privacy.yaml")
 DEFAULT_SMALL_CELL_COUNT = 5
 
 

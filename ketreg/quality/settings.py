@@ -8,7 +8,9 @@ from pathlib import Path
 
 import yaml
 
-DEFAULT_QUALITY_FILE = Path(__file__).resolve().parents[2] / "config" / "quality.yaml"
+from ketreg.package_data import config_file
+
+DEFAULT_QUALITY_FILE = config_file("quality.yaml")
 
 
 class QualitySettingsError(ValueError):
