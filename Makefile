@@ -61,8 +61,10 @@ browser:
 docs: install
 	$(BIN)/python -m schemas.dictionary
 
+# sqlfluff reads its rules from pyproject.toml ([tool.sqlfluff.*]: DuckDB dialect, and why each rule that is off is off).
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/sqlfluff lint sql
 
 # Re-resolve dependencies from pyproject.toml and pin them again (then commit requirements.lock). --all keeps
 # setuptools in the lock (the wheel test builds offline with it); pip itself is left to the venv.

@@ -11,7 +11,7 @@ WITH pairs AS (
             lead(export_id) OVER (PARTITION BY site_id ORDER BY export_id DESC) AS previous_export_id
         FROM registry.exports
         WHERE status = 'accepted'
-    )
+    ) AS accepted_exports
     WHERE is_current AND previous_export_id IS NOT NULL
 ),
 cur AS (
