@@ -3,7 +3,8 @@ safely.
 
 One parameter style: values are DuckDB parameters (`$name`), bound by the driver. Identifiers cannot be
 parameters in SQL; where a file's table or column must vary, `{name}` marks the place and `render_sql` fills it
-with an identifier from a whitelist (the contract's own names), quoted — never with text from data or config."""
+with an identifier (or a name as text) from a whitelist (the contract's own names), quoted — never with text from
+data or config."""
 
 from __future__ import annotations
 
@@ -46,6 +47,13 @@ def identifier(name: str, allowed: Collection[str]) -> str:
     if name not in allowed or not _PLAIN_IDENTIFIER.fullmatch(name):
         raise ValueError(f"{name!r} is not an allowed SQL identifier (allowed: {', '.join(sorted(allowed))})")
     return f'"{name}"'
+
+
+def text_literal(value: str, allowed: Collection[str]) -> str:
+    """`value` as a SQL string literal, if it is one of `allowed` (a contract's file or column names)."""
+    if value not in allowed or "'" in value:
+        raise ValueError(f"{value!r} is not an allowed SQL text (allowed: {', '.join(sorted(allowed))})")
+    return f"'{value}'"
 
 
 def render_sql(text: str, fragments: Mapping[str, str]) -> str:
