@@ -1,0 +1,123 @@
+"""Settings files read with the line of every key, and checked by pydantic models whose errors name the file,
+the line and the key path (`config/protocol.yaml, line 31: metrics.primary_assessment.pre_infusion_number must
+be ≥ 2 (got 1)`): a data manager editing YAML fixes the line the message names.
+
+PyYAML's composer keeps a mark (line, column) on every node; the safe constructor then builds the plain data,
+and `lines` maps each key path — the same tuples pydantic reports as an error's `loc` — to its line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+KeyPath = tuple[str | int, ...]
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class YamlSourceError(ValueError):
+    """The file is missing, unreadable or not YAML; the message names the file (and line, for syntax)."""
+
+
+@dataclass(frozen=True)
+class YamlSource:
+    """A parsed YAML file and the line (1-based) of each key path in it."""
+
+    path: Path
+    data: Any
+    lines: dict[KeyPath, int] = field(default_factory=dict)
+
+    def line_of(self, loc: KeyPath) -> int | None:
+        """The line of `loc`, else of its nearest ancestor present in the file (a missing key's section)."""
+        for end in range(len(loc), -1, -1):
+            if loc[:end] in self.lines:
+                return self.lines[loc[:end]]
+        return None
+
+
+def _record_lines(node: yaml.Node, at: KeyPath, lines: dict[KeyPath, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = (*at, key.value)
+            lines[path] = key.start_mark.line + 1
+            _record_lines(value, path, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines[(*at, index)] = item.start_mark.line + 1
+            _record_lines(item, (*at, index), lines)
+
+
+def read_yaml(path: Path, what: str, error: type[ValueError] = YamlSourceError) -> YamlSource:
+    """Parse `path` keeping each key's line. `what` names the file in messages ("protocol file"); failures raise
+    `error` with the file and, for YAML syntax, the line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise error(f"{what} {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{what} {path} cannot be read: {type(exc).__name__}") from exc
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise error(f"{what} {path}{where}: {problem}; fix the YAML syntax") from exc
+    lines: dict[KeyPath, int] = {}
+    if node is not None:
+        _record_lines(node, (), lines)
+    return YamlSource(path=path, data=data, lines=lines)
+
+
+_CONSTRAINTS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "greater_than_equal": lambda c: f"must be ≥ {c['ge']}",
+    "greater_than": lambda c: f"must be > {c['gt']}",
+    "less_than_equal": lambda c: f"must be ≤ {c['le']}",
+    "less_than": lambda c: f"must be < {c['lt']}",
+}
+
+
+def _problem(error: Any) -> str:
+    kind, context = error["type"], error.get("ctx") or {}
+    if kind == "missing":
+        return "is missing"
+    if kind == "extra_forbidden":
+        return "is not a known setting"
+    if kind in _CONSTRAINTS:
+        return _CONSTRAINTS[kind](context)
+    if kind == "value_error":
+        return str(context.get("error", error["msg"]))
+    return error["msg"][:1].lower() + error["msg"][1:]
+
+
+def describe_errors(exc: ValidationError, source: YamlSource, what: str, prefix: KeyPath = ()) -> list[str]:
+    """One line per pydantic error: file, line, key path, what is wrong and the value found. `prefix` is the
+    key path of the validated section inside the file (e.g. `("metrics",)`)."""
+    described = []
+    for error in exc.errors():
+        loc = (*prefix, *error["loc"])
+        line = source.line_of(loc)
+        where = f"{what} {source.path}" + (f", line {line}" if line is not None else "")
+        key = ".".join(str(part) for part in loc) or "(the whole file)"
+        found = "" if error["type"] == "missing" or "input" not in error else f" (got {error['input']!r:.60})"
+        described.append(f"{where}: {key} {_problem(error)}{found}")
+    return described
+
+
+def validate(model: type[Model], source: YamlSource, what: str, error: type[ValueError],
+                               data: Any = None, prefix: KeyPath = (), hint: str = "") -> Model:
+    """`model` validated from `data` (the whole file by default); errors raise `error` listing every problem."""
+    try:
+        return model.model_validate(source.data if data is None else data)
+    except ValidationError as exc:
+        problems = describe_errors(exc, source, what, prefix)
+        raise error("; ".join(problems) + (f"; {hint}" if hint else "")) from exc
