@@ -1,6 +1,6 @@
 """Settings files read with the line of every key, and checked by pydantic models whose errors name the file,
-the line and the key path (`config/protocol.yaml, line 31: metrics.primary_assessment.pre_infusion_number must
-be ≥ 2 (got 1)`): a data manager editing YAML fixes the line the message names.
+the line and the key path (`protocol file config/protocol.yaml: line 31: metrics.primary_assessment.
+pre_infusion_number must be ≥ 2 (got 1)`): a data manager editing YAML fixes the line the message names.
 
 PyYAML's composer keeps a mark (line, column) on every node; the safe constructor then builds the plain data,
 and `lines` maps each key path — the same tuples pydantic reports as an error's `loc` — to its line."""
@@ -99,25 +99,30 @@ def _problem(error: Any) -> str:
     return error["msg"][:1].lower() + error["msg"][1:]
 
 
-def describe_errors(exc: ValidationError, source: YamlSource, what: str, prefix: KeyPath = ()) -> list[str]:
-    """One line per pydantic error: file, line, key path, what is wrong and the value found. `prefix` is the
-    key path of the validated section inside the file (e.g. `("metrics",)`)."""
+_MOST_PROBLEMS_SHOWN = 10  # a file of thousands of unknown keys still gives a message a person can read
+
+
+def describe_errors(exc: ValidationError, source: YamlSource, prefix: KeyPath = ()) -> list[str]:
+    """One entry per pydantic error: line, key path, what is wrong and the value found. `prefix` is the key path
+    of the validated section inside the file (e.g. `("metrics",)`)."""
     described = []
     for error in exc.errors():
         loc = (*prefix, *error["loc"])
         line = source.line_of(loc)
-        where = f"{what} {source.path}" + (f", line {line}" if line is not None else "")
-        key = ".".join(str(part) for part in loc) or "(the whole file)"
+        key = ".".join(str(part) for part in loc) or "the file"
         found = "" if error["type"] == "missing" or "input" not in error else f" (got {error['input']!r:.60})"
-        described.append(f"{where}: {key} {_problem(error)}{found}")
+        described.append((f"line {line}: " if line is not None else "") + f"{key} {_problem(error)}{found}")
+    if len(described) > _MOST_PROBLEMS_SHOWN:
+        described[_MOST_PROBLEMS_SHOWN:] = [f"and {len(described) - _MOST_PROBLEMS_SHOWN} more"]
     return described
 
 
-def validate(model: type[Model], source: YamlSource, what: str, error: type[ValueError],
-                               data: Any = None, prefix: KeyPath = (), hint: str = "") -> Model:
-    """`model` validated from `data` (the whole file by default); errors raise `error` listing every problem."""
+def validate(model: type[Model], source: YamlSource, what: str, error: type[ValueError], data: Any = None,
+             prefix: KeyPath = (), hint: str = "") -> Model:
+    """`model` validated from `data` (the whole file by default); errors raise `error` naming the file once and
+    then every problem with its line and key path."""
     try:
         return model.model_validate(source.data if data is None else data)
     except ValidationError as exc:
-        problems = describe_errors(exc, source, what, prefix)
-        raise error("; ".join(problems) + (f"; {hint}" if hint else "")) from exc
+        problems = describe_errors(exc, source, prefix)
+        raise error(f"{what} {source.path}: " + "; ".join(problems) + (f"; {hint}" if hint else "")) from exc
