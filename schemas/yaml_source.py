@@ -78,11 +78,15 @@ def read_yaml(path: Path, what: str, error: type[ValueError] = YamlSourceError) 
     return YamlSource(path=path, data=data, lines=lines)
 
 
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 _CONSTRAINTS: dict[str, Callable[[dict[str, Any]], str]] = {
-    "greater_than_equal": lambda c: f"must be ≥ {c['ge']}",
-    "greater_than": lambda c: f"must be > {c['gt']}",
-    "less_than_equal": lambda c: f"must be ≤ {c['le']}",
-    "less_than": lambda c: f"must be < {c['lt']}",
+    "greater_than_equal": lambda c: f"must be ≥ {_number(c['ge'])}",
+    "greater_than": lambda c: f"must be > {_number(c['gt'])}",
+    "less_than_equal": lambda c: f"must be ≤ {_number(c['le'])}",
+    "less_than": lambda c: f"must be < {_number(c['lt'])}",
 }
 
 
