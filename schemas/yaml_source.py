@@ -40,15 +40,24 @@ class YamlSource:
 
 
 def _record_lines(node: yaml.Node, at: KeyPath, lines: dict[KeyPath, int]) -> None:
+    # A key written twice keeps its first line (PyYAML keeps the last value; either way the key is named).
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             path = (*at, key.value)
-            lines[path] = key.start_mark.line + 1
+            lines.setdefault(path, key.start_mark.line + 1)
             _record_lines(value, path, lines)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            lines[(*at, index)] = item.start_mark.line + 1
+            lines.setdefault((*at, index), item.start_mark.line + 1)
             _record_lines(item, (*at, index), lines)
+
+
+def key_lines(node: yaml.Node | None) -> dict[KeyPath, int]:
+    """The line (1-based) of every key path under a composed YAML node (`yaml.compose(text)`)."""
+    lines: dict[KeyPath, int] = {}
+    if node is not None:
+        _record_lines(node, (), lines)
+    return lines
 
 
 def read_yaml(path: Path, what: str, error: type[ValueError] = YamlSourceError) -> YamlSource:
@@ -72,10 +81,7 @@ def read_yaml(path: Path, what: str, error: type[ValueError] = YamlSourceError) 
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise error(f"{what} {path}{where}: {problem}; fix the YAML syntax") from exc
-    lines: dict[KeyPath, int] = {}
-    if node is not None:
-        _record_lines(node, (), lines)
-    return YamlSource(path=path, data=data, lines=lines)
+    return YamlSource(path=path, data=data, lines=key_lines(node))
 
 
 def _number(value: Any) -> str:
