@@ -83,10 +83,4 @@ def record_key(con: duckdb.DuckDBPyConnection, key: str, rekey: bool, replaces: 
         con.execute(
             "INSERT INTO keys.key_history VALUES (?, ?, ?, now())", [latest[0][0] + 1, fingerprint, latest[0][1]]
         )
-    con.execute(
-        """CREATE OR REPLACE TABLE registry.pseudonym_key AS
-           SELECT key_fingerprint,
-                  previous_key_fingerprint AS rekeyed_from,
-                  rekeyed_at
-           FROM keys.key_history ORDER BY recorded DESC LIMIT 1"""
-    )
+    run_sql_file(con, "keys/pseudonym_key.sql")
