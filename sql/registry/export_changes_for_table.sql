@@ -1,7 +1,7 @@
 -- One file's part of registry.export_changes: what each site's current export changed against the site's
 -- previous accepted export, matched on the record's own id. Rendered once per contract file by
 -- ketreg/registry/export_changes.py, which fills the slots {table}, {file_name}, {record_id} and {changed_columns}
--- with the contract's names only (ketreg.warehouse.sql_files.render_sql; values would be $parameters).
+-- with the contract's names only (ketreg.warehouse.sql_files.render_sql).
 WITH pairs AS (
     SELECT site_id, export_id, previous_export_id
     FROM (
