@@ -61,7 +61,8 @@ def test_the_wheel_holds_every_sql_config_and_vendored_file(installed: tuple[Pat
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {
         path.relative_to(ROOT).as_posix()
-        for pattern in ("sql/**/*.sql", "config/*.yaml", "vendor/data-docs/**/*")
+        for pattern in ("sql/**/*.sql", "config/*.yaml", "vendor/data-docs/**/*", "schemas/columns/*.yaml",
+                        "ketreg/quality/templates/*")
         for path in ROOT.glob(pattern)
         if path.is_file()
     }
@@ -80,11 +81,13 @@ def test_the_installed_package_finds_its_sql_and_config_outside_the_repository(
         "from ketreg.landing.limits import load_limits\n"
         "from ketreg.quality.offline_docs import VENDOR_DIR\n"
         "from schemas.protocol import load_metric_settings, load_protocol\n"
+        "from schemas.column_docs import load_table_docs\n"
         "print(json.dumps({'modules': [m.__file__ for m in (ketreg, sql, config, vendor)],\n"
         "  'sql_dir': str(SQL_DIR), 'protocol_file': str(config_file('protocol.yaml')),\n"
         "  'vendor': sorted(p.name for p in VENDOR_DIR.iterdir()),\n"
         "  'protocol': load_protocol().name, 'durable_relief_days': load_metric_settings().durable_relief_days,\n"
-        "  'max_rows': load_limits().max_rows, 'patients_sql': sql_text('registry/patients.sql')}))\n"
+        "  'max_rows': load_limits().max_rows, 'patients_sql': sql_text('registry/patients.sql'),\n"
+        "  'documented_tables': len(load_table_docs())}))\n"
     )
     found = _run([str(venv / "bin" / "python"), "-c", probe], cwd=tmp_path, env=env)
     assert found.returncode == 0, found.stderr[-3000:]
@@ -94,6 +97,7 @@ def test_the_installed_package_finds_its_sql_and_config_outside_the_repository(
     assert seen["patients_sql"] == (ROOT / "sql" / "registry" / "patients.sql").read_text(encoding="utf-8")
     assert seen["protocol"] and seen["durable_relief_days"] >= 0 and seen["max_rows"] > 0
     assert "bootstrap" in seen["vendor"]
+    assert seen["documented_tables"] == len(list((ROOT / "schemas" / "columns").glob("*.yaml"))) > 0
 
     # The site's command end to end: contract, protocol and limits from config/, the deviation SQL from sql/.
     rows = canonical_rows()
