@@ -61,15 +61,18 @@ browser:
 docs: install
 	$(BIN)/python -m schemas.dictionary
 
+# sqlfluff reads its rules from pyproject.toml ([tool.sqlfluff.*]: DuckDB dialect, and why each rule that is off is off).
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/sqlfluff lint sql
 
-# Re-resolve dependencies from pyproject.toml and pin them again (then commit requirements.lock).
+# Re-resolve dependencies from pyproject.toml and pin them again (then commit requirements.lock). --all keeps
+# setuptools in the lock (the wheel test builds offline with it); pip itself is left to the venv.
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,postgres]'
 	(echo "# Exact versions that \`make\` installs (pip freeze of a working .venv, Python 3.11)."; \
-	 echo "# Regenerate: make lock"; .venv-lock/bin/python -m pip freeze --exclude-editable) > requirements.lock
+	 echo "# Regenerate: make lock"; .venv-lock/bin/python -m pip freeze --all --exclude-editable | grep -v '^pip==') > requirements.lock
 	rm -rf .venv-lock
 
 clean:

@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 
 from ketreg.metrics.time_to_event import median_relief_line
+from ketreg.warehouse.sql_files import sql_text
 
 
 def run_summary(analyst_db: Path, work_db: Path | None = None) -> str:
@@ -69,13 +70,7 @@ def _summary(con: duckdb.DuckDBPyConnection, analyst_db: Path, private: _SiteMes
         lines.append(f"  REJECTED {site}/{export}: {reason or 'why: see the site’s data-manager folder'}")
     lines.append("")
     lines.append(f"  {'file (all exports)':<22}{'read':>10}{'accepted':>10}{'quarantined':>13}{'in registry':>13}")
-    for file_name, read, accepted, quarantined, current in con.execute(
-        """SELECT file_name, sum(rows_read), sum(rows_accepted), sum(rows_quarantined),
-                  sum(rows_accepted) FILTER (is_current_export)
-           FROM file_counts GROUP BY file_name
-           ORDER BY list_position(['patients.csv', 'infusions.csv', 'assessments.csv',
-                                   'adverse_events.csv', 'dispositions.csv'], file_name)"""
-    ).fetchall():
+    for file_name, read, accepted, quarantined, current in con.execute(sql_text("summary/rows_by_file.sql")).fetchall():
         lines.append(f"  {file_name:<22}{read:>10}{accepted:>10}{quarantined:>13}{current or 0:>13}")
     lines.append("")
     cohort, excluded = con.execute(
@@ -105,22 +100,13 @@ def _summary(con: duckdb.DuckDBPyConnection, analyst_db: Path, private: _SiteMes
         "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'metrics' AND table_name = 'registry_metrics'"
     ).fetchall()[0][0]
     if has_metrics:
-        for metric, numerator, denominator, estimate, low, high in con.execute(
-            """SELECT metric, numerator, denominator, estimate, ci_low, ci_high FROM metrics.registry_metrics
-               WHERE stratum_type = 'overall'
-               AND metric IN ('sustained_responder_rate', 'responder_rate', 'durable_relief')
-               AND estimate IS NOT NULL ORDER BY metric DESC"""
-        ).fetchall():
+        headline = con.execute(sql_text("summary/headline_metrics.sql")).fetchall()
+        for metric, numerator, denominator, estimate, low, high in headline:
             name = metric.replace("_", " ")
             lines.append(f"  {name}: {estimate:.1%} ({numerator}/{denominator}; 95 % CI {low:.1%}–{high:.1%})")
         if relief := median_relief_line(con):
             lines.append(relief)
-    top_reasons = con.execute(
-        """SELECT file_name, rule, n FROM (
-               SELECT file_name, rule, sum(quarantined_rows) AS n FROM quarantine GROUP BY ALL)
-           ORDER BY rule = 'parent_quarantined', n DESC, file_name, rule LIMIT 8"""
-    ).fetchall()
+    top_reasons = con.execute(sql_text("summary/top_quarantine_reasons.sql")).fetchall()
     if top_reasons:
-        # Root causes first: a parent_quarantined row follows from a fault already counted.
         lines.append("  most frequent quarantine reasons: " + ", ".join(f"{f} {r} ×{n}" for f, r, n in top_reasons))
     return "\n".join(lines)

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from ketreg.warehouse.connection import SQL_DIR
 from ketreg.warehouse.sql_docs import sql_header
+from ketreg.warehouse.sql_files import sql_path
 
 OWNERS = ["team:ketreg-registry"]
 # "metrics.patient_outcomes, built by sql/metrics/patient_outcomes.sql": the file says more than that.
@@ -30,14 +30,14 @@ def _sql_file(description: str | None) -> str | None:
 def _apply(spec: dg.AssetSpec) -> dg.AssetSpec:
     description = spec.description
     boilerplate = _BUILT_BY.match(description or "")
-    if boilerplate and (SQL_DIR / boilerplate["file"]).is_file():
+    if boilerplate and sql_path(boilerplate["file"]).is_file():
         description = f"{sql_header(boilerplate['file'])} (sql/{boilerplate['file']})"
     metadata = dict(spec.metadata)
     sql_file = _sql_file(description)
-    if sql_file and (SQL_DIR / sql_file).is_file():
+    if sql_file and sql_path(sql_file).is_file():
         existing = metadata.get("dagster/code_references")
         references = list(existing.code_references) if existing is not None else []
-        references.append(dg.LocalFileCodeReference(file_path=str((SQL_DIR / sql_file).resolve()), line_number=1,
+        references.append(dg.LocalFileCodeReference(file_path=str(sql_path(sql_file).resolve()), line_number=1,
                                                      label=f"sql/{sql_file}"))
         metadata["dagster/code_references"] = dg.CodeReferencesMetadataValue(code_references=references)
     return spec.replace_attributes(

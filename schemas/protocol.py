@@ -7,10 +7,14 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated, Any
 
-import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-DEFAULT_PROTOCOL_FILE = Path(__file__).resolve().parent.parent / "config" / "protocol.yaml"
+from ketreg.package_data import config_file
+from schemas.yaml_source import YamlSource, read_yaml, validate
+
+DEFAULT_PROTOCOL_FILE = config_file("protocol.yaml")
 
 
 class ProtocolError(ValueError):
@@ -42,53 +46,156 @@ class Protocol:
         return asdict(self)
 
 
-def _read_yaml(path: Path) -> object:
-    """The parsed protocol file; a missing, unreadable or malformed file is a ProtocolError naming the file
-    and, for YAML syntax, the line and column (a typo is the operator's to fix, not a crash)."""
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ProtocolError(f"protocol file {path} does not exist") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"protocol file {path} cannot be read: {type(exc).__name__}") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise ProtocolError(f"protocol file {path}{where}: {problem}; fix the YAML syntax") from exc
+
+# The protocol file as typed models: what each setting must be is declared here once; errors name the file,
+# line and key path (schemas/yaml_source.py). Unknown keys are ignored, as before (a site's protocol file may
+# carry notes of its own).
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+def _share_between(low: float, high: float) -> AfterValidator:
+    def check(value: float) -> float:
+        if not low < value < high:
+            raise ValueError(f"must be between {low:g} and {high:g}")
+        return value
+    return AfterValidator(check)
+
+
+_Share = Annotated[float, _share_between(0, 1)]
+
+
+class _Plausibility(_Section):
+    max_rate_mg_h: float
+
+
+class _Titration(_Section):
+    first_infusion_max_rate_mg_h: float
+    max_rate_mg_h: float
+
+
+class _Session(_Section):
+    planned_hours: float
+    tolerance_hours: float
+
+
+class _Phases(_Section):
+    induction_infusions: int
+
+
+class _Response(_Section):
+    responder_reduction: float
+    substantial_reduction: float
+
+
+class ProtocolFile(_Section):
+    """The limits part of a protocol file (everything but `metrics:`)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
+    name: str
+    version: int
+    plausibility: _Plausibility
+    titration: _Titration
+    session: _Session
+    phases: _Phases
+    response: _Response
+
+    @model_validator(mode="after")
+    def _limits_in_order(self) -> ProtocolFile:
+        if not 0 < self.titration.first_infusion_max_rate_mg_h <= self.titration.max_rate_mg_h \
+                <= self.plausibility.max_rate_mg_h:
+            raise ValueError("rates must satisfy 0 < first-infusion maximum ≤ maximum ≤ plausibility limit")
+        if not 0 < self.response.responder_reduction <= self.response.substantial_reduction < 1:
+            raise ValueError("response thresholds must satisfy 0 < responder ≤ substantial < 1")
+        return self
+
+
+class _Interruption(_Section):
+    follow_up_days: int = Field(ge=0)
+    return_to_baseline_margin_nprs: int
+
+
+class _PrimaryAssessment(_Section):
+    # Infusion 1's pre-infusion NPRS is the baseline: the endpoint must come after a dose.
+    pre_infusion_number: int = Field(ge=2)
+    follow_up_target_day: int
+    follow_up_window_days: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _window_after_the_first_day(self) -> _PrimaryAssessment:
+        if self.follow_up_target_day - self.follow_up_window_days < 1:
+            raise ValueError("follow_up_target_day − follow_up_window_days must be ≥ 1 (after infusion 1's day)")
+        return self
+
+
+class _BaselineBands(_Section):
+    moderate_from: int
+    severe_from: int
+
+    @model_validator(mode="after")
+    def _bands_in_order(self) -> _BaselineBands:
+        if not 0 < self.moderate_from < self.severe_from <= 10:
+            raise ValueError("baseline_nprs_bands must satisfy 0 < moderate_from < severe_from ≤ 10")
+        return self
+
+
+class _SampleSizeAdequacy(_Section):
+    shrinkage: _Share
+    nagelkerke_r2: _Share
+
+
+class _Predictors(_Section):
+    min_patients_per_level: int = Field(ge=1)
+    min_events_per_parameter: float
+    reference_levels: dict[str, Any] | None = None
+    sample_size_adequacy: _SampleSizeAdequacy
+
+
+class _StudyPlanning(_Section):
+    alpha: _Share
+    power: list[_Share] = Field(min_length=1)
+    benchmark_responder_rate: _Share
+    comparator_responder_rate: _Share
+    comparator_mean_nprs_change: float
+    planned_patients_per_site: int = Field(ge=1)
+    single_arm_alpha_one_sided: Annotated[float, _share_between(0, 0.5)]
+
+
+class MetricsSection(_Section):
+    """The `metrics:` section of a protocol file."""
+
+    durable_relief_days: int = Field(ge=0)
+    interruption: _Interruption
+    primary_assessment: _PrimaryAssessment
+    baseline_nprs_bands: _BaselineBands
+    predictors: _Predictors
+    study_planning: _StudyPlanning
+
+
+def _read(path: Path) -> YamlSource:
+    return read_yaml(path, "protocol file", ProtocolError)
 
 
 def load_protocol(path: Path | str | None = None) -> Protocol:
     """Read and check a protocol file; the study's protocol when no path is given."""
     path = Path(path) if path else DEFAULT_PROTOCOL_FILE
-    raw = _read_yaml(path)
-    try:
-        protocol = Protocol(
-            name=str(raw["name"]),
-            version=int(raw["version"]),
-            plausible_max_rate_mg_h=float(raw["plausibility"]["max_rate_mg_h"]),
-            first_infusion_max_rate_mg_h=float(raw["titration"]["first_infusion_max_rate_mg_h"]),
-            max_rate_mg_h=float(raw["titration"]["max_rate_mg_h"]),
-            planned_session_hours=float(raw["session"]["planned_hours"]),
-            session_tolerance_hours=float(raw["session"]["tolerance_hours"]),
-            induction_infusions=int(raw["phases"]["induction_infusions"]),
-            responder_reduction=float(raw["response"]["responder_reduction"]),
-            substantial_reduction=float(raw["response"]["substantial_reduction"]),
-        )
-    except (KeyError, TypeError) as exc:
-        raise ProtocolError(
-            f"protocol file {path} lacks the setting {exc}; compare with {DEFAULT_PROTOCOL_FILE}"
-        ) from exc
-    except ValueError as exc:
-        raise ProtocolError(f"protocol file {path}: a setting is not a number ({exc}); compare with "
-                            f"{DEFAULT_PROTOCOL_FILE}") from exc
-    if not (0 < protocol.first_infusion_max_rate_mg_h <= protocol.max_rate_mg_h <= protocol.plausible_max_rate_mg_h):
-        raise ProtocolError(
-            f"protocol file {path}: rates must satisfy 0 < first-infusion maximum ≤ maximum ≤ plausibility limit"
-        )
-    if not 0 < protocol.responder_reduction <= protocol.substantial_reduction < 1:
-        raise ProtocolError(f"protocol file {path}: response thresholds must satisfy 0 < responder ≤ substantial < 1")
-    return protocol
+    source = _read(path)
+    if not isinstance(source.data, dict):
+        raise ProtocolError(f"protocol file {path}: expected the sections of {DEFAULT_PROTOCOL_FILE.name}")
+    checked = validate(ProtocolFile, source, "protocol file", ProtocolError,
+                       hint=f"compare with {DEFAULT_PROTOCOL_FILE}")
+    return Protocol(
+        name=checked.name,
+        version=checked.version,
+        plausible_max_rate_mg_h=checked.plausibility.max_rate_mg_h,
+        first_infusion_max_rate_mg_h=checked.titration.first_infusion_max_rate_mg_h,
+        max_rate_mg_h=checked.titration.max_rate_mg_h,
+        planned_session_hours=checked.session.planned_hours,
+        session_tolerance_hours=checked.session.tolerance_hours,
+        induction_infusions=checked.phases.induction_infusions,
+        responder_reduction=checked.response.responder_reduction,
+        substantial_reduction=checked.response.substantial_reduction,
+    )
 
 
 @dataclass(frozen=True)
@@ -127,99 +234,60 @@ class MetricSettings:
         return {name: value for name, value in asdict(self).items() if not isinstance(value, tuple | list | dict)}
 
 
-def _planning_settings(section: dict, path: Path) -> dict:
-    """The study-planning settings; a protocol file written before they existed takes the default file's."""
-    predictors, planning = section["predictors"], section["study_planning"]
-    if path != DEFAULT_PROTOCOL_FILE and not (
+def _with_defaults(section: dict, path: Path) -> dict:
+    """A protocol file written before some metrics settings existed takes the default file's: the primary
+    assessment, and the study-planning settings (reference levels, sample-size adequacy, one-sided α)."""
+    if path == DEFAULT_PROTOCOL_FILE:
+        return section
+    default = _read(DEFAULT_PROTOCOL_FILE).data["metrics"]
+    section = dict(section)
+    if section.get("primary_assessment") is None:
+        section["primary_assessment"] = default["primary_assessment"]
+    predictors, planning = section.get("predictors"), section.get("study_planning")
+    if isinstance(predictors, dict) and isinstance(planning, dict) and not (
         "reference_levels" in predictors and "sample_size_adequacy" in predictors
         and "single_arm_alpha_one_sided" in planning
     ):
-        default = yaml.safe_load(DEFAULT_PROTOCOL_FILE.read_text(encoding="utf-8"))["metrics"]
-        predictors = {**default["predictors"], **predictors}
-        planning = {**default["study_planning"], **planning}
-    adequacy = predictors["sample_size_adequacy"]
-    return {
-        "predictor_reference_levels": {
-            str(factor): str(level).lower() if isinstance(level, bool) else str(level)
-            for factor, level in (predictors["reference_levels"] or {}).items() if level is not None
-        },
-        "riley_shrinkage": float(adequacy["shrinkage"]),
-        "riley_nagelkerke_r2": float(adequacy["nagelkerke_r2"]),
-        "single_arm_alpha_one_sided": float(planning["single_arm_alpha_one_sided"]),
-    }
+        section["predictors"] = {**default["predictors"], **predictors}
+        section["study_planning"] = {**default["study_planning"], **planning}
+    return section
 
 
 def load_metric_settings(path: Path | str | None = None) -> MetricSettings:
     """The `metrics:` section of a protocol file (the default file's when that file has none)."""
     path = Path(path) if path else DEFAULT_PROTOCOL_FILE
-    raw = _read_yaml(path)
-    section = raw.get("metrics") if isinstance(raw, dict) else None
+    source = _read(path)
+    section = source.data.get("metrics") if isinstance(source.data, dict) else None
     if section is None and path != DEFAULT_PROTOCOL_FILE:
         # A site protocol written before the metrics existed: summarise it the registry's default way.
         return load_metric_settings(DEFAULT_PROTOCOL_FILE)
-    try:
-        planning = section["study_planning"]
-        primary = section.get("primary_assessment") if isinstance(section, dict) else None
-        if primary is None and path != DEFAULT_PROTOCOL_FILE:
-            # A protocol file written before the primary estimand existed: the registry's default assessment.
-            primary = yaml.safe_load(DEFAULT_PROTOCOL_FILE.read_text(encoding="utf-8"))["metrics"]["primary_assessment"]
-        if primary is None:
-            raise KeyError("primary_assessment")
-        settings = MetricSettings(
-            durable_relief_days=int(section["durable_relief_days"]),
-            interruption_follow_up_days=int(section["interruption"]["follow_up_days"]),
-            return_to_baseline_margin_nprs=int(section["interruption"]["return_to_baseline_margin_nprs"]),
-            moderate_baseline_nprs_from=int(section["baseline_nprs_bands"]["moderate_from"]),
-            severe_baseline_nprs_from=int(section["baseline_nprs_bands"]["severe_from"]),
-            predictor_min_patients_per_level=int(section["predictors"]["min_patients_per_level"]),
-            predictor_min_events_per_parameter=float(section["predictors"]["min_events_per_parameter"]),
-            planning_alpha=float(planning["alpha"]),
-            planning_powers=tuple(float(power) for power in planning["power"]),
-            benchmark_responder_rate=float(planning["benchmark_responder_rate"]),
-            comparator_responder_rate=float(planning["comparator_responder_rate"]),
-            comparator_mean_nprs_change=float(planning["comparator_mean_nprs_change"]),
-            planned_patients_per_site=int(planning["planned_patients_per_site"]),
-            primary_pre_infusion_number=int(primary["pre_infusion_number"]),
-            primary_follow_up_target_day=int(primary["follow_up_target_day"]),
-            primary_follow_up_window_days=int(primary["follow_up_window_days"]),
-            **_planning_settings(section, path),
-        )
-    except (KeyError, TypeError) as exc:
-        raise ProtocolError(
-            f"protocol file {path} lacks the metrics setting {exc}; compare with the `metrics:` section of "
-            f"{DEFAULT_PROTOCOL_FILE}"
-        ) from exc
-    except ValueError as exc:
-        raise ProtocolError(f"protocol file {path}: a metrics setting is not a number ({exc})") from exc
-    problems = [
-        message
-        for failed, message in (
-            (settings.durable_relief_days < 0, "durable_relief_days must be ≥ 0"),
-            (settings.interruption_follow_up_days < 0, "interruption.follow_up_days must be ≥ 0"),
-            (not 0 < settings.moderate_baseline_nprs_from < settings.severe_baseline_nprs_from <= 10,
-             "baseline_nprs_bands must satisfy 0 < moderate_from < severe_from ≤ 10"),
-            (settings.predictor_min_patients_per_level < 1, "predictors.min_patients_per_level must be ≥ 1"),
-            (not 0 < settings.planning_alpha < 1, "study_planning.alpha must be between 0 and 1"),
-            (not settings.planning_powers or not all(0 < p < 1 for p in settings.planning_powers),
-             "study_planning.power must list powers between 0 and 1"),
-            (not 0 < settings.benchmark_responder_rate < 1,
-             "study_planning.benchmark_responder_rate must be between 0 and 1"),
-            (not 0 < settings.comparator_responder_rate < 1,
-             "study_planning.comparator_responder_rate must be between 0 and 1"),
-            (settings.planned_patients_per_site < 1, "study_planning.planned_patients_per_site must be ≥ 1"),
-            # Infusion 1's pre-infusion NPRS is the baseline: the endpoint must come after a dose.
-            (settings.primary_pre_infusion_number < 2, "primary_assessment.pre_infusion_number must be ≥ 2"),
-            (settings.primary_follow_up_window_days < 0, "primary_assessment.follow_up_window_days must be ≥ 0"),
-            (settings.primary_follow_up_target_day - settings.primary_follow_up_window_days < 1,
-             "primary_assessment.follow_up_target_day − follow_up_window_days must be ≥ 1 (after infusion 1's day)"),
-            (not 0 < settings.riley_shrinkage < 1, "predictors.sample_size_adequacy.shrinkage must be between 0 and 1"),
-            (not 0 < settings.riley_nagelkerke_r2 < 1,
-             "predictors.sample_size_adequacy.nagelkerke_r2 must be between 0 and 1"),
-            (not 0 < settings.single_arm_alpha_one_sided < 0.5,
-             "study_planning.single_arm_alpha_one_sided must be between 0 and 0.5"),
-        )
-        if failed
-    ]
-    if problems:
-        raise ProtocolError(f"protocol file {path}, metrics section: " + "; ".join(problems))
-    return settings
+    if not isinstance(section, dict):
+        raise ProtocolError(f"protocol file {path} lacks the `metrics:` section; compare with {DEFAULT_PROTOCOL_FILE}")
+    checked = validate(MetricsSection, source, "protocol file", ProtocolError, data=_with_defaults(section, path),
+                       prefix=("metrics",), hint=f"compare with the `metrics:` section of {DEFAULT_PROTOCOL_FILE}")
+    predictors, planning, primary = checked.predictors, checked.study_planning, checked.primary_assessment
+    return MetricSettings(
+        durable_relief_days=checked.durable_relief_days,
+        interruption_follow_up_days=checked.interruption.follow_up_days,
+        return_to_baseline_margin_nprs=checked.interruption.return_to_baseline_margin_nprs,
+        moderate_baseline_nprs_from=checked.baseline_nprs_bands.moderate_from,
+        severe_baseline_nprs_from=checked.baseline_nprs_bands.severe_from,
+        predictor_min_patients_per_level=predictors.min_patients_per_level,
+        predictor_min_events_per_parameter=predictors.min_events_per_parameter,
+        planning_alpha=planning.alpha,
+        planning_powers=tuple(planning.power),
+        benchmark_responder_rate=planning.benchmark_responder_rate,
+        comparator_responder_rate=planning.comparator_responder_rate,
+        comparator_mean_nprs_change=planning.comparator_mean_nprs_change,
+        planned_patients_per_site=planning.planned_patients_per_site,
+        primary_pre_infusion_number=primary.pre_infusion_number,
+        primary_follow_up_target_day=primary.follow_up_target_day,
+        primary_follow_up_window_days=primary.follow_up_window_days,
+        predictor_reference_levels={
+            str(factor): str(level).lower() if isinstance(level, bool) else str(level)
+            for factor, level in (predictors.reference_levels or {}).items() if level is not None
+        },
+        riley_shrinkage=predictors.sample_size_adequacy.shrinkage,
+        riley_nagelkerke_r2=predictors.sample_size_adequacy.nagelkerke_r2,
+        single_arm_alpha_one_sided=planning.single_arm_alpha_one_sided,
+    )

@@ -28,8 +28,8 @@ import duckdb
 
 from ketreg.incremental.sites import site_digests
 from ketreg.landing.retired import retired_sites
+from ketreg.package_data import package_folder
 
-_ROOT = Path(__file__).resolve().parents[2]
 # Code and configuration whose change may change an output. Tests, docs and the synthetic generator
 # (which writes landings, never reads one) are left out on purpose.
 _CODE_GLOBS = (
@@ -46,8 +46,9 @@ def code_fingerprint() -> str:
     """SHA-256 over the path and bytes of every source and configuration file the outputs depend on."""
     digest = hashlib.sha256()
     for folder, pattern in _CODE_GLOBS:
-        for path in sorted((_ROOT / folder).glob(pattern)):
-            relative = path.relative_to(_ROOT).as_posix()
+        root = package_folder(folder)  # code and data packages alike, from a checkout or an installed wheel
+        for path in sorted(root.glob(pattern)):
+            relative = f"{folder}/{path.relative_to(root).as_posix()}"
             if not path.is_file() or "__pycache__" in relative or relative.startswith(_NOT_CODE):
                 continue
             digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")

@@ -14,8 +14,9 @@ from pathlib import Path
 import duckdb
 
 from ketreg.landing.discovery import file_sha256
+from ketreg.warehouse.sql_files import run_sql_file
 
-SCHEMA = "incremental"
+SCHEMA = "incremental"  # also named in sql/incremental/*.sql, which create its tables
 
 
 @dataclass(frozen=True)
@@ -27,16 +28,7 @@ class RunPlan:
 
 
 def _ensure(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    con.execute(f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.run_plans (
-        run_id VARCHAR PRIMARY KEY, inputs_fingerprint VARCHAR NOT NULL, input_parts JSON,
-        unchanged_since VARCHAR, planned_at TIMESTAMPTZ)""")
-    con.execute(f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.asset_runs (
-        run_id VARCHAR NOT NULL, asset_key VARCHAR NOT NULL, inputs_fingerprint VARCHAR NOT NULL,
-        skipped BOOLEAN NOT NULL, origin_run_id VARCHAR NOT NULL, recorded_at TIMESTAMPTZ)""")
-    con.execute(f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.publications (
-        run_id VARCHAR NOT NULL, inputs_fingerprint VARCHAR NOT NULL, file_sha256 VARCHAR NOT NULL,
-        published_at TIMESTAMPTZ)""")
+    run_sql_file(con, "incremental/ledger.sql")
 
 
 def run_plan(

@@ -16,6 +16,7 @@ import re
 import duckdb
 
 from ketreg.incremental.ledger import SCHEMA
+from ketreg.warehouse.sql_files import run_sql_file
 
 # Tables read by the registry SQL whose rows do not belong to a site (never filtered).
 _SHARED_TABLES = ("registry.ae_term_categories", "registry.protocol")
@@ -25,15 +26,7 @@ SITES_PARAMETER = "incremental_sites"
 
 
 def _ensure(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    con.execute(f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.table_sites (
-        table_name VARCHAR NOT NULL, site_id VARCHAR NOT NULL, exports_digest VARCHAR NOT NULL,
-        shared_digest VARCHAR NOT NULL)""")
-    con.execute(f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.run_site_digests (
-        run_id VARCHAR NOT NULL, site_id VARCHAR NOT NULL, digest VARCHAR NOT NULL)""")
-    con.execute(f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.staged_table_parts (
-        table_name VARCHAR NOT NULL, storage_fingerprint VARCHAR NOT NULL, site_id VARCHAR NOT NULL,
-        row_count BIGINT NOT NULL, hash_sum VARCHAR NOT NULL)""")
+    run_sql_file(con, "incremental/site_digests.sql")
 
 
 # Staged tables a site's registry rows are made from; their content is hashed per site, so a working store

@@ -7,13 +7,20 @@ before parsing it, and a file above one rejects its own export only (`LimitExcee
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-DEFAULT_LIMITS_FILE = Path(__file__).resolve().parents[2] / "config" / "limits.yaml"
+from ketreg.package_data import config_file
+from schemas.yaml_source import read_yaml, validate
+
+DEFAULT_LIMITS_FILE = config_file("limits.yaml")
 LIMITS_VARIABLE = "KETREG_LIMITS_FILE"
+
+
+_Limit = Annotated[StrictInt, Field(gt=0)]  # a bool is not a limit: StrictInt refuses `true`
 
 
 class LimitsError(ValueError):
@@ -47,30 +54,27 @@ class LandingLimits:
         )
 
 
+class LimitsFile(BaseModel):
+    """`config/limits.yaml` as a typed model: every limit a whole number above 0, no unknown settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_file_bytes: _Limit
+    max_rows: _Limit
+    max_header_columns: _Limit
+    max_line_bytes: _Limit
+    max_cell_chars: _Limit
+    max_workbook_uncompressed_bytes: _Limit
+    max_workbook_compression_ratio: _Limit
+    max_mapping_bytes: _Limit
+
+
 def load_limits(path: Path | str | None = None) -> LandingLimits:
     """The limits of `path`, else of $KETREG_LIMITS_FILE, else `config/limits.yaml`."""
     path = Path(path or os.environ.get(LIMITS_VARIABLE) or DEFAULT_LIMITS_FILE)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise LimitsError(f"limits file {path} cannot be read ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise LimitsError(f"limits file {path} is not readable YAML") from exc
-    if not isinstance(raw, dict):
+    source = read_yaml(path, "limits file", LimitsError)
+    if not isinstance(source.data, dict):
         raise LimitsError(f"limits file {path}: expected one limit per line, as in {DEFAULT_LIMITS_FILE.name}")
-    values: dict[str, int] = {}
-    for spec in fields(LandingLimits):
-        if spec.name == "source":
-            continue
-        value = raw.get(spec.name)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise LimitsError(
-                f"limits file {path}: {spec.name} must be a whole number above 0 (got {value!r:.40}); "
-                f"compare with {DEFAULT_LIMITS_FILE}"
-            )
-        values[spec.name] = value
-    unknown = sorted(str(k) for k in raw if k not in values)
-    if unknown:
-        raise LimitsError(f"limits file {path}: unknown setting(s) {', '.join(unknown)[:200]}")
-    label = "config/limits.yaml" if path.resolve() == DEFAULT_LIMITS_FILE else str(path)
-    return LandingLimits(**values, source=label)
+    checked = validate(LimitsFile, source, "limits file", LimitsError,
+                       hint=f"every limit is a whole number above 0; compare with {DEFAULT_LIMITS_FILE}")
+    label = "config/limits.yaml" if path.resolve() == DEFAULT_LIMITS_FILE.resolve() else str(path)
+    return LandingLimits(**checked.model_dump(), source=label)

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from schemas.tables import TABLES_BY_NAME
+from schemas.yaml_source import key_lines
 
 MAPPING_DOC = "docs/site-mappings.md"
 FORMATS = ("canonical", "delimited", "excel", "redcap")
@@ -425,27 +426,14 @@ def _path_above(lines: list[str], line: int) -> str:
 
 def _key_lines(text: str) -> dict[str, int]:
     """Line (1-based) of every key path of the file (`tables.patients.columns.sex`, `tables.patients[1]`)."""
-    lines: dict[str, int] = {}
-
-    def walk(node: yaml.Node, path: str) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                child = f"{path}.{key.value}" if path else str(key.value)
-                lines.setdefault(child, key.start_mark.line + 1)
-                walk(value, child)
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                child = f"{path}[{index}]"
-                lines.setdefault(child, item.start_mark.line + 1)
-                walk(item, child)
-
     try:
         root = yaml.compose(text)
     except yaml.YAMLError:
-        return lines
-    if root is not None:
-        walk(root, "")
-    return lines
+        return {}
+    return {
+        "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).removeprefix("."): line
+        for path, line in key_lines(root).items()
+    }
 
 
 def _located(problem: str, lines: dict[str, int]) -> str:

@@ -10,7 +10,9 @@ import re
 import shutil
 from pathlib import Path
 
-VENDOR_DIR = Path(__file__).resolve().parents[2] / "vendor" / "data-docs"
+from ketreg.package_data import VENDOR_PACKAGE, package_folder
+
+VENDOR_DIR = package_folder(VENDOR_PACKAGE) / "data-docs"
 VENDOR_FOLDER = "vendor"  # inside the Data Docs folder
 
 # The CDN addresses in Great Expectations 1.24's page templates → the shipped copy.

@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-import yaml
+from pydantic import BaseModel, ConfigDict, Field
 
-DEFAULT_QUALITY_FILE = Path(__file__).resolve().parents[2] / "config" / "quality.yaml"
+from ketreg.package_data import config_file
+from schemas.yaml_source import read_yaml, validate
+
+DEFAULT_QUALITY_FILE = config_file("quality.yaml")
 
 
 class QualitySettingsError(ValueError):
@@ -22,20 +26,27 @@ class QualitySettings:
     dagster_url: str
 
 
+# Which share of a table's rows must carry each outcome column: a share of rows, from 0 to 1.
+_Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class QualityFile(BaseModel):
+    """`config/quality.yaml` as a typed model (keys other than these are ignored, as before)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    outcome_completeness: dict[str, dict[str, _Share]] | None = None
+    dagster_url: str | None = None
+
+
 def load_quality_settings(path: Path | str | None = None) -> QualitySettings:
     """Read and check the quality settings (the registry's default file when no path is given)."""
     path = Path(path) if path else DEFAULT_QUALITY_FILE
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    completeness = raw.get("outcome_completeness") or {}
-    for table, columns in completeness.items():
-        for column, share in columns.items():
-            if not 0 <= float(share) <= 1:
-                raise QualitySettingsError(
-                    f"{path}: outcome_completeness.{table}.{column} must be a share between 0 and 1, got {share}"
-                )
+    source = read_yaml(path, "quality settings file", QualitySettingsError)
+    checked = validate(QualityFile, source, "quality settings file", QualitySettingsError, data=source.data or {},
+                       hint="outcome_completeness holds shares between 0 and 1, per table and column")
     return QualitySettings(
-        outcome_completeness={t: {c: float(s) for c, s in cols.items()} for t, cols in completeness.items()},
+        outcome_completeness=checked.outcome_completeness or {},
         # Where this registry's Dagster UI runs: KETREG_DAGSTER_URL (a deployment's own address) over the file;
         # empty means no UI to link to, and the dashboard shows no Dagster links.
-        dagster_url=os.environ.get("KETREG_DAGSTER_URL", str(raw.get("dagster_url") or "")).strip().rstrip("/"),
+        dagster_url=os.environ.get("KETREG_DAGSTER_URL", checked.dagster_url or "").strip().rstrip("/"),
     )

@@ -6,29 +6,37 @@ from __future__ import annotations
 
 import duckdb
 
-from ketreg.warehouse.connection import scalar, sql_text
-from schemas.tables import TABLES, TableContract
+from ketreg.warehouse.connection import scalar
+from ketreg.warehouse.sql_files import identifier, render_sql, sql_text, text_literal
+from schemas.tables import TABLES, TABLES_BY_NAME, TableContract
 
 _TEMPLATE = "registry/export_changes_for_table.sql"
 
 
 def _record_id(table: TableContract) -> str:
+    columns = set(table.columns)
     if table.record_id:
-        return f"t.{table.record_id}"
+        return f"t.{identifier(table.record_id, columns)}"
     # A disposition has no id of its own: the patient, the date and the status identify it.
-    return "concat_ws('/', t.patient_id, t.event_date, t.status)"
+    parts = ", ".join(f"t.{identifier(c, columns)}" for c in ("patient_id", "event_date", "status"))
+    return f"concat_ws('/', {parts})"
 
 
 def table_changes_sql(table: TableContract) -> str:
     """The SELECT that summarises one file's changes between each site's two newest accepted exports."""
+    columns = set(table.columns)
     compared = [c for c in table.columns if c != table.record_id]
-    changed = ", ".join(f"CASE WHEN cur.{c} IS DISTINCT FROM prev.{c} THEN '{c}' END" for c in compared)
-    return (
-        sql_text(_TEMPLATE)
-        .replace("{table}", table.name)
-        .replace("{record_id}", _record_id(table))
-        .replace("{changed_columns}", changed)
+    changed = ", ".join(
+        f"CASE WHEN cur.{identifier(c, columns)} IS DISTINCT FROM prev.{identifier(c, columns)} "
+        f"THEN {text_literal(c, columns)} END"
+        for c in compared
     )
+    return render_sql(sql_text(_TEMPLATE), {
+        "table": identifier(table.name, TABLES_BY_NAME),
+        "file_name": text_literal(table.file_name, {t.file_name for t in TABLES}),
+        "record_id": _record_id(table),
+        "changed_columns": changed,
+    })
 
 
 def build_export_changes(con: duckdb.DuckDBPyConnection) -> int:

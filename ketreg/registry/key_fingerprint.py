@@ -10,14 +10,11 @@ from pathlib import Path
 import duckdb
 
 from ketreg.registry.pseudonym import key_fingerprint
+from ketreg.warehouse.sql_files import run_sql_file
 
 
 class KeyMismatch(RuntimeError):
     """The key is not the one the registry was built with; nothing was changed."""
-
-
-_HISTORY = """CREATE TABLE IF NOT EXISTS keys.key_history (
-    recorded INTEGER, key_fingerprint VARCHAR, previous_key_fingerprint VARCHAR, rekeyed_at TIMESTAMPTZ)"""
 
 
 def mismatch_message(found: str, stored: str, where: str) -> str:
@@ -72,8 +69,7 @@ def record_key(con: duckdb.DuckDBPyConnection, key: str, rekey: bool, replaces: 
     (re)build `registry.pseudonym_key`, the one-row table analysts and release manifests read. `replaces`:
     the fingerprint a re-keying run replaces when the working store is new (a rebuild)."""
     fingerprint = key_fingerprint(key)
-    con.execute("CREATE SCHEMA IF NOT EXISTS keys")
-    con.execute(_HISTORY)
+    run_sql_file(con, "keys/key_history.sql")
     latest = con.execute(
         "SELECT recorded, key_fingerprint FROM keys.key_history ORDER BY recorded DESC LIMIT 1"
     ).fetchall()
@@ -87,10 +83,4 @@ def record_key(con: duckdb.DuckDBPyConnection, key: str, rekey: bool, replaces: 
         con.execute(
             "INSERT INTO keys.key_history VALUES (?, ?, ?, now())", [latest[0][0] + 1, fingerprint, latest[0][1]]
         )
-    con.execute(
-        """CREATE OR REPLACE TABLE registry.pseudonym_key AS
-           SELECT key_fingerprint,
-                  previous_key_fingerprint AS rekeyed_from,
-                  rekeyed_at
-           FROM keys.key_history ORDER BY recorded DESC LIMIT 1"""
-    )
+    run_sql_file(con, "keys/pseudonym_key.sql")

@@ -20,6 +20,7 @@ from ketreg.landing.discovery import file_sha256
 from ketreg.privacy.settings import load_privacy_settings
 from ketreg.registry.aggregates import AGGREGATES_FOLDER, verify_aggregates, write_aggregates
 from ketreg.registry.data_dictionary import DATA_PACKAGE_FILE, write_data_package
+from ketreg.warehouse.sql_files import sql_text
 
 RELEASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 DATABASE_FILE = "registry.duckdb"
@@ -67,13 +68,7 @@ def _code_version() -> dict[str, str | None]:
 
 
 def _exports(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
-    rows = con.execute(
-        """SELECT e.site_id, e.export_id, e.status, e.is_current,
-                  list({'file_name': f.file_name, 'sha256': f.file_sha256} ORDER BY f.file_name)
-                      FILTER (f.file_name IS NOT NULL)
-           FROM exports AS e LEFT JOIN file_counts AS f USING (site_id, export_id)
-           GROUP BY ALL ORDER BY e.site_id, e.export_id"""
-    ).fetchall()
+    rows = con.execute(sql_text("release/exports.sql")).fetchall()
     return [
         {"site_id": s, "export_id": x, "status": st, "is_current": cur, "files": files or []}
         for s, x, st, cur, files in rows

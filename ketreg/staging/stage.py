@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -14,6 +13,7 @@ import polars as pl
 from ketreg.landing.discovery import LandingExport
 from ketreg.landing.exports import read_export
 from ketreg.landing.reader import UnreadableFile
+from ketreg.package_data import package_folder
 from schemas.parsing import concat_failures
 from schemas.protocol import Protocol
 from schemas.tables import TABLES, TABLES_BY_NAME, TableContract
@@ -23,10 +23,9 @@ from schemas.validation import ParentRows, TableValidation, validate_table
 # that a registry of hundreds of sites stays far below the memory budget.
 BATCH_BYTES = 96 * 1024 * 1024
 
-_ROOT = Path(__file__).resolve().parents[2]
 _VALIDATION_SOURCES = [
-    *sorted((_ROOT / "schemas").glob("*.py")),
-    *(_ROOT / "ketreg" / "landing" / name for name in ("reader.py", "mapping.py", "formats.py", "mapped.py")),
+    *sorted(package_folder("schemas").glob("*.py")),
+    *(package_folder("ketreg.landing") / name for name in ("reader.py", "mapping.py", "formats.py", "mapped.py")),
 ]
 
 

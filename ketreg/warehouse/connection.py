@@ -1,4 +1,5 @@
-"""Open the working database and run the SQL files of `sql/` against it."""
+"""Open the working database. The SQL files are read by `ketreg.warehouse.sql_files` (re-exported here for the
+modules that import them from this one)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from typing import Any
 import duckdb
 
 from ketreg.warehouse.file_modes import make_private, private_umask
+from ketreg.warehouse.sql_files import SQL_DIR, run_sql_file, sql_text
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+__all__ = ["SQL_DIR", "connect", "run_sql_file", "scalar", "sql_text"]
+
 # DuckDB takes 80 % of the machine's memory by default; the pipeline keeps to a budget and spills to disk
 # beyond it, so a registry of hundreds of sites runs in a small container. KETREG_DUCKDB_MEMORY_LIMIT overrides.
 DEFAULT_MEMORY_LIMIT = "1GB"
@@ -32,20 +35,6 @@ def connect(path: Path | str) -> Iterator[duckdb.DuckDBPyConnection]:
             yield con
         finally:
             con.close()
-
-
-def sql_text(relative: str) -> str:
-    """The text of `sql/<relative>`."""
-    return (SQL_DIR / relative).read_text(encoding="utf-8")
-
-
-def run_sql_file(
-    con: duckdb.DuckDBPyConnection, relative: str, parameters: Mapping[str, Any] | None = None
-) -> None:
-    """Execute one SQL file; `$name` placeholders are bound from `parameters` (only those it uses)."""
-    text = sql_text(relative)
-    used = {name: value for name, value in (parameters or {}).items() if f"${name}" in text}
-    con.execute(text, used) if used else con.execute(text)
 
 
 def scalar(con: duckdb.DuckDBPyConnection, query: str, parameters: Mapping[str, Any] | None = None) -> Any:

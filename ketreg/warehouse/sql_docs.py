@@ -3,14 +3,14 @@ wherever the table is described (Dagster asset descriptions)."""
 
 from __future__ import annotations
 
-from ketreg.warehouse.connection import SQL_DIR
+from ketreg.warehouse.sql_files import sql_text
 
 
 def sql_header(relative: str) -> str:
     """The leading `--` comment lines of `sql/<relative>`, line breaks and indentation kept ("" when it has
     none): a header with a list of definitions reads as its author wrote it."""
     lines = []
-    for line in (SQL_DIR / relative).read_text(encoding="utf-8").splitlines():
+    for line in sql_text(relative).splitlines():
         if not line.startswith("--"):
             break
         lines.append(line.removeprefix("--").removeprefix(" ").rstrip())

@@ -1,6 +1,7 @@
 -- One file's part of registry.export_changes: what each site's current export changed against the site's
 -- previous accepted export, matched on the record's own id. Rendered once per contract file by
--- ketreg/registry/export_changes.py, which fills in {table}, {record_id} and {changed_columns} from the schema.
+-- ketreg/registry/export_changes.py, which fills the slots {table}, {file_name}, {record_id} and {changed_columns}
+-- with the contract's names only (ketreg.warehouse.sql_files.render_sql).
 WITH pairs AS (
     SELECT site_id, export_id, previous_export_id
     FROM (
@@ -11,7 +12,7 @@ WITH pairs AS (
             lead(export_id) OVER (PARTITION BY site_id ORDER BY export_id DESC) AS previous_export_id
         FROM registry.exports
         WHERE status = 'accepted'
-    )
+    ) AS accepted_exports
     WHERE is_current AND previous_export_id IS NOT NULL
 ),
 cur AS (
@@ -42,7 +43,7 @@ SELECT
     c.site_id,
     p.export_id,
     p.previous_export_id,
-    '{table}.csv' AS file_name,
+    {file_name} AS file_name,
     count(*) FILTER (c.change = 'added') AS rows_added,
     count(*) FILTER (c.change = 'removed') AS rows_removed,
     count(*) FILTER (c.change = 'kept' AND len(c.changed_columns) > 0) AS rows_changed,

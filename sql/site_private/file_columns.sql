@@ -11,5 +11,5 @@ SELECT
     coalesce(f.identifier_columns_dropped, []) AS identifier_columns_dropped,
     coalesce(f.ignored_columns, []) AS ignored_columns
 FROM staging.file_counts AS f
-JOIN registry.exports AS e USING (site_id, export_id)
+JOIN registry.exports USING (site_id, export_id)
 ORDER BY f.site_id, f.export_id, f.file_name;
