@@ -8,7 +8,8 @@ import contextlib
 import duckdb
 import polars as pl
 
-from ketreg.warehouse.connection import run_sql_file
+from ketreg.incremental.sites import record_sites, run_site_scoped, sites_to_rebuild
+from ketreg.warehouse.connection import run_sql_file, sql_text
 from schemas.protocol import MetricSettings, Protocol
 
 # Every table of the metrics schema, in the order they are built; each is an asset `metrics/<name>`.
@@ -26,6 +27,7 @@ def prepare_metrics(con: duckdb.DuckDBPyConnection) -> None:
     """The schema the metrics live in (published to analysts as `metrics.<table>`), and the functions their SQL
     calls beyond DuckDB's own."""
     con.execute("CREATE SCHEMA IF NOT EXISTS metrics")
+    con.execute("CREATE SCHEMA IF NOT EXISTS metrics_partial")
     # Already registered on this connection when it builds a second table (DuckDB cannot register a name twice).
     with contextlib.suppress(duckdb.NotImplementedException):
         con.create_function("t_quantile_975", t_quantile_975, ["BIGINT"], "DOUBLE", side_effects=False)
@@ -45,6 +47,42 @@ def build_sql_table(
         raise
     ((rows,),) = con.execute(f"SELECT count(*) FROM metrics.{name}").fetchall()
     return rows
+
+
+# Tables with one row per patient (or per infusion), each made from that patient's site's rows only: rebuilt for
+# the sites whose registry rows changed (delete + insert, ketreg/incremental/sites.py), and the registry-wide
+# figures then combined from them.
+PER_SITE_METRIC_TABLES = {
+    "patient_outcomes": "metrics.patient_outcomes",
+    # Working store only: each site's partial sums of metrics.registry_metrics (sql/metrics/site_tallies.sql).
+    "site_tallies": "metrics_partial.site_tallies",
+}
+
+
+def build_sql_table_for_changed_sites(
+    con: duckdb.DuckDBPyConnection, name: str, protocol: Protocol, settings: MetricSettings, shared_digest: str,
+    run_id: str,
+) -> list[str] | None:
+    """Like `build_sql_table` for a PER_SITE_METRIC_TABLES table, but rebuild only the rows of the sites whose
+    staged rows changed since it was last built, in one transaction. Returns the sites rebuilt, or None when
+    the table was rebuilt whole (first build, or code, protocol, metric settings, key or mappings changed:
+    `shared_digest`, which covers the protocol file the metric settings are read from)."""
+    prepare_metrics(con)
+    table = PER_SITE_METRIC_TABLES[name]
+    sites = sites_to_rebuild(con, table, shared_digest, run_id)
+    parameters = {**protocol.as_sql_parameters(), **settings.as_sql_parameters()}
+    con.begin()
+    try:
+        if sites is None:
+            run_sql_file(con, f"metrics/{name}.sql", parameters)
+        elif sites:
+            run_site_scoped(con, sql_text(f"metrics/{name}.sql"), parameters, sites)
+        record_sites(con, table, shared_digest, run_id)
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    return sites
 
 
 def write_table(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> int:
