@@ -33,14 +33,24 @@ def prepare_metrics(con: duckdb.DuckDBPyConnection) -> None:
         con.create_function("t_quantile_975", t_quantile_975, ["BIGINT"], "DOUBLE", side_effects=False)
 
 
+# Tables added up from per-site partial sums: the SQL table they are summed from (see PER_SITE_METRIC_TABLES).
+SUMMED_FROM = {"registry_metrics": "site_tallies"}
+
+
 def build_sql_table(
-    con: duckdb.DuckDBPyConnection, name: str, protocol: Protocol, settings: MetricSettings
+    con: duckdb.DuckDBPyConnection, name: str, protocol: Protocol, settings: MetricSettings,
+    partial_sums_current: bool = False,
 ) -> int:
-    """(Re)build `metrics.<name>` with `sql/metrics/<name>.sql` inside one transaction; returns its row count."""
+    """(Re)build `metrics.<name>` with `sql/metrics/<name>.sql` inside one transaction; returns its row count.
+    A table summed from per-site partial sums (SUMMED_FROM) gets them rebuilt whole first, in the same
+    transaction, unless the caller brought them up to date (`partial_sums_current`)."""
     prepare_metrics(con)
+    parameters = {**protocol.as_sql_parameters(), **settings.as_sql_parameters()}
     con.begin()
     try:
-        run_sql_file(con, f"metrics/{name}.sql", {**protocol.as_sql_parameters(), **settings.as_sql_parameters()})
+        if name in SUMMED_FROM and not partial_sums_current:
+            run_sql_file(con, f"metrics/{SUMMED_FROM[name]}.sql", parameters)
+        run_sql_file(con, f"metrics/{name}.sql", parameters)
         con.commit()
     except BaseException:
         con.rollback()

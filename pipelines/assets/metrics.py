@@ -102,7 +102,8 @@ def metrics_registry_metrics(settings: RegistrySettings) -> dg.MaterializeResult
         sites = build_sql_table_for_changed_sites(
             con, "site_tallies", settings.protocol(), _metric_settings(settings), shared_digest(con, run_id), run_id
         )
-        rows = build_sql_table(con, "registry_metrics", settings.protocol(), _metric_settings(settings))
+        rows = build_sql_table(con, "registry_metrics", settings.protocol(), _metric_settings(settings),
+                               partial_sums_current=True)
         overall = overall_metrics(con)
     metadata: dict[str, object] = {"rows": rows, "sites_recounted": dg.MetadataValue.json(
         sites if sites is not None else "all")}
