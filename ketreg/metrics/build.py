@@ -115,6 +115,12 @@ def overall_metrics(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
     return {row[0]: row[1:] for row in rows}
 
 
+# The order a full build writes a table's rows in (its SQL's ORDER BY). Rows rebuilt per site are appended, so
+# readers ask for this order: the models then see their rows as after a full rebuild, and give the same bits.
+_ROW_ORDER = {"patient_outcomes": "site_id, patient_key"}
+
+
 def read_table(con: duckdb.DuckDBPyConnection, name: str) -> pl.DataFrame:
-    """Every row of `metrics.<name>` as a polars frame."""
-    return con.sql(f"SELECT * FROM metrics.{name}").pl()
+    """Every row of `metrics.<name>` as a polars frame, in the order a full build writes them."""
+    order = f" ORDER BY {_ROW_ORDER[name]}" if name in _ROW_ORDER else ""
+    return con.sql(f"SELECT * FROM metrics.{name}{order}").pl()
