@@ -259,10 +259,14 @@ def _validation_pages(data_docs_dir: Path, run_name: str) -> dict[str, str]:
 def _remove_unlinked_pages(data_docs_dir: Path, linked: set[str]) -> None:
     """Delete the validation pages of earlier runs that no result links to any more (`linked`: page paths,
     relative to the Data Docs folder or to the folder above it)."""
-    for page in (data_docs_dir / "validations").rglob("*.html"):
+    validations = data_docs_dir / "validations"
+    for page in validations.rglob("*.html"):
         relative = page.relative_to(data_docs_dir).as_posix()
         if relative not in linked and f"{data_docs_dir.name}/{relative}" not in linked:
             page.unlink()
+    for folder in sorted((p for p in validations.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _with_page(result: CheckResult, page: str | None) -> CheckResult:
