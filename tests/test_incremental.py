@@ -203,6 +203,7 @@ def _origins_by_site(results: list[tuple]) -> dict[str, set[str]]:
     return origins
 
 
+@pytest.mark.slow  # five whole-pipeline runs
 def test_one_new_export_rewrites_revalidates_and_recomputes_that_site_only(
     tmp_path: Path, dagster_home: Path
 ) -> None:
