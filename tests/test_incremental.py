@@ -176,3 +176,95 @@ def test_registry_rebuilt_for_changed_sites_only_equals_a_full_rebuild(tmp_path:
     incremental_tables = _published_digests(incremental / "registry.duckdb")
     assert incremental_tables == _published_digests(full / "registry.duckdb")
     assert incremental_tables["assessments"]["rows"] > 0
+
+
+def _folder_bytes(folder: Path) -> dict[str, str]:
+    """relative path → SHA-256 of every file of a folder (empty when it does not exist)."""
+    return {p.relative_to(folder).as_posix(): _sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _gx_results(work_db: Path, run_id: str) -> list[tuple]:
+    """Great Expectations results recorded for run `run_id`, each with its run of origin last."""
+    con = duckdb.connect(str(work_db), read_only=True)
+    try:
+        return con.execute(
+            "SELECT check_id, site_id, numerator, denominator, threshold, passed, violations_sql, origin_run_id "
+            "FROM quality.check_results WHERE run_id = ? AND source = 'great_expectations' ORDER BY check_id",
+            [run_id],
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def _origins_by_site(results: list[tuple]) -> dict[str, set[str]]:
+    origins: dict[str, set[str]] = {}
+    for row in results:
+        origins.setdefault(row[1], set()).add(row[-1])
+    return origins
+
+
+@pytest.mark.slow  # five whole-pipeline runs
+def test_one_new_export_rewrites_revalidates_and_recomputes_that_site_only(
+    tmp_path: Path, dagster_home: Path
+) -> None:
+    landing = tmp_path / "landing"
+    generate_landing(landing, sites=3, patients_per_site=10, seed=7)
+    changed, kept, retired = sorted(p.name for p in landing.iterdir() if p.is_dir())
+    out = tmp_path / "incremental"
+    sites_folder = out / "reports" / "sites"
+    first = _run(landing, out)
+    assert first.success, first.failures
+    events = _materializations(first.run_id)
+    assert events["reports/site_folders"]["sites_rewritten"] == "all"
+    assert events["metrics/patient_outcomes"]["sites_rebuilt"] == "all"
+    assert events["quality/check_results"]["sites_validated"] == "all"
+    before = {site: _folder_bytes(sites_folder / site) for site in (changed, kept, retired)}
+    assert all(before.values())
+
+    newest = sorted(p for p in (landing / changed).iterdir() if p.is_dir())[-1]
+    shutil.copytree(newest, landing / changed / "2099-12-31")
+    second = _run(landing, out)
+    assert second.success, second.failures
+    events = _materializations(second.run_id)
+    assert events["reports/site_folders"]["sites_rewritten"] == [changed]
+    assert events["metrics/patient_outcomes"]["sites_rebuilt"] == [changed]
+    assert events["quality/check_results"]["sites_validated"] == [changed]
+    # The other sites' folders are left byte for byte; the changed site's lists its new export.
+    assert _folder_bytes(sites_folder / kept) == before[kept]
+    assert _folder_bytes(sites_folder / retired) == before[retired]
+    assert _folder_bytes(sites_folder / changed) != before[changed]
+    assert "2099-12-31" in (sites_folder / changed / "exports.csv").read_text()
+    # Only the changed site's Great Expectations results (and the registry-wide ones) come from this run.
+    origins = _origins_by_site(_gx_results(out / "registry_work.duckdb", second.run_id))
+    assert origins == {changed: {second.run_id}, kept: {first.run_id}, retired: {first.run_id},
+                       "all": {second.run_id}}
+    dashboard = (out / "reports" / "index.html").read_text()
+    assert f"validated in run {first.run_id[:8]}" in dashboard
+
+    # A site retired: its folder goes, the others stay as they were.
+    (landing / retired / "RETIRED").write_text("site closed\n")
+    third = _run(landing, out)
+    assert third.success, third.failures
+    events = _materializations(third.run_id)
+    assert events["reports/site_folders"]["sites_rewritten"] == [retired]
+    assert not (sites_folder / retired).exists()
+    assert _folder_bytes(sites_folder / kept) == before[kept]
+    origins = _origins_by_site(_gx_results(out / "registry_work.duckdb", third.run_id))
+    assert origins == {changed: {second.run_id}, kept: {first.run_id}, "all": {third.run_id}}
+
+    # Everything equals a full rebuild of the same landing folder: published tables (metrics included),
+    # folders' contents (but the page's time stamp), and every Great Expectations result but its run.
+    full = tmp_path / "full"
+    rebuilt = _run(landing, full)
+    assert rebuilt.success, rebuilt.failures
+    assert _materializations(rebuilt.run_id)["metrics/patient_outcomes"]["sites_rebuilt"] == "all"
+    published = _published_digests(out / "registry.duckdb")
+    assert published == _published_digests(full / "registry.duckdb")
+    assert published["metrics.patient_outcomes"]["rows"] > 0
+    assert sorted(p.name for p in sites_folder.iterdir()) == sorted(
+        p.name for p in (full / "reports" / "sites").iterdir())
+    for site in (changed, kept):
+        for name in ("quarantine.csv", "exports.csv", "deviations.csv", "notices.csv"):
+            assert (sites_folder / site / name).read_bytes() == (full / "reports" / "sites" / site / name).read_bytes()
+    assert [r[:-1] for r in _gx_results(out / "registry_work.duckdb", third.run_id)] == [
+        r[:-1] for r in _gx_results(full / "registry_work.duckdb", rebuilt.run_id)]

@@ -20,7 +20,7 @@ from ketreg.warehouse.sql_files import run_sql_file
 
 # Tables read by the registry SQL whose rows do not belong to a site (never filtered).
 _SHARED_TABLES = ("registry.ae_term_categories", "registry.protocol")
-_TABLE_REFERENCE = re.compile(r"\b(staging|keys|registry|site_private)\.([a-z_]+)\b")
+_TABLE_REFERENCE = re.compile(r"\b(staging|keys|registry|site_private|metrics)\.([a-z_]+)\b")
 _CREATE = re.compile(r"CREATE OR REPLACE TABLE ([a-z_]+\.[a-z_]+) AS\s", re.IGNORECASE)
 SITES_PARAMETER = "incremental_sites"
 
@@ -98,17 +98,19 @@ def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
 
 
 def sites_to_rebuild(
-    con: duckdb.DuckDBPyConnection, table: str, shared_digest: str, run_id: str
+    con: duckdb.DuckDBPyConnection, table: str, shared_digest: str, run_id: str, built: bool | None = None
 ) -> list[str] | None:
     """Sites whose rows of `table` must be rebuilt (their staged rows changed, or they left the landing
     folder), or None when the whole table must be: never built, or built from other code, protocol, key or
-    mappings."""
+    mappings. `table` names a table of the working store, or (with `built` saying whether it exists) any other
+    per-site result, such as the sites' report folders."""
     _ensure(con)
     recorded = dict(con.execute(
         f"SELECT site_id, exports_digest FROM {SCHEMA}.table_sites WHERE table_name = ? AND shared_digest = ?",
         [table, shared_digest],
     ).fetchall())
-    if not _has_table(con, table) or not recorded:
+    exists = _has_table(con, table) if built is None else built
+    if not exists or not recorded:
         return None  # never built, built from other code/protocol/key/mappings, or before this ledger
     current = site_digests(con, run_id)
     changed = {site for site, digest in current.items() if recorded.get(site) != digest}

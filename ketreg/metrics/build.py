@@ -8,7 +8,8 @@ import contextlib
 import duckdb
 import polars as pl
 
-from ketreg.warehouse.connection import run_sql_file
+from ketreg.incremental.sites import record_sites, run_site_scoped, sites_to_rebuild
+from ketreg.warehouse.connection import run_sql_file, sql_text
 from schemas.protocol import MetricSettings, Protocol
 
 # Every table of the metrics schema, in the order they are built; each is an asset `metrics/<name>`.
@@ -26,25 +27,72 @@ def prepare_metrics(con: duckdb.DuckDBPyConnection) -> None:
     """The schema the metrics live in (published to analysts as `metrics.<table>`), and the functions their SQL
     calls beyond DuckDB's own."""
     con.execute("CREATE SCHEMA IF NOT EXISTS metrics")
+    con.execute("CREATE SCHEMA IF NOT EXISTS metrics_partial")
     # Already registered on this connection when it builds a second table (DuckDB cannot register a name twice).
     with contextlib.suppress(duckdb.NotImplementedException):
         con.create_function("t_quantile_975", t_quantile_975, ["BIGINT"], "DOUBLE", side_effects=False)
 
 
+# Tables added up from per-site partial sums: the SQL table they are summed from (see PER_SITE_METRIC_TABLES).
+SUMMED_FROM = {"registry_metrics": "site_tallies"}
+
+
 def build_sql_table(
-    con: duckdb.DuckDBPyConnection, name: str, protocol: Protocol, settings: MetricSettings
+    con: duckdb.DuckDBPyConnection, name: str, protocol: Protocol, settings: MetricSettings,
+    partial_sums_current: bool = False,
 ) -> int:
-    """(Re)build `metrics.<name>` with `sql/metrics/<name>.sql` inside one transaction; returns its row count."""
+    """(Re)build `metrics.<name>` with `sql/metrics/<name>.sql` inside one transaction; returns its row count.
+    A table summed from per-site partial sums (SUMMED_FROM) gets them rebuilt whole first, in the same
+    transaction, unless the caller brought them up to date (`partial_sums_current`)."""
     prepare_metrics(con)
+    parameters = {**protocol.as_sql_parameters(), **settings.as_sql_parameters()}
     con.begin()
     try:
-        run_sql_file(con, f"metrics/{name}.sql", {**protocol.as_sql_parameters(), **settings.as_sql_parameters()})
+        if name in SUMMED_FROM and not partial_sums_current:
+            run_sql_file(con, f"metrics/{SUMMED_FROM[name]}.sql", parameters)
+        run_sql_file(con, f"metrics/{name}.sql", parameters)
         con.commit()
     except BaseException:
         con.rollback()
         raise
     ((rows,),) = con.execute(f"SELECT count(*) FROM metrics.{name}").fetchall()
     return rows
+
+
+# Tables with one row per patient (or per infusion), each made from that patient's site's rows only: rebuilt for
+# the sites whose registry rows changed (delete + insert, ketreg/incremental/sites.py), and the registry-wide
+# figures then combined from them.
+PER_SITE_METRIC_TABLES = {
+    "patient_outcomes": "metrics.patient_outcomes",
+    # Working store only: each site's partial sums of metrics.registry_metrics (sql/metrics/site_tallies.sql).
+    "site_tallies": "metrics_partial.site_tallies",
+}
+
+
+def build_sql_table_for_changed_sites(
+    con: duckdb.DuckDBPyConnection, name: str, protocol: Protocol, settings: MetricSettings, shared_digest: str,
+    run_id: str,
+) -> list[str] | None:
+    """Like `build_sql_table` for a PER_SITE_METRIC_TABLES table, but rebuild only the rows of the sites whose
+    staged rows changed since it was last built, in one transaction. Returns the sites rebuilt, or None when
+    the table was rebuilt whole (first build, or code, protocol, metric settings, key or mappings changed:
+    `shared_digest`, which covers the protocol file the metric settings are read from)."""
+    prepare_metrics(con)
+    table = PER_SITE_METRIC_TABLES[name]
+    sites = sites_to_rebuild(con, table, shared_digest, run_id)
+    parameters = {**protocol.as_sql_parameters(), **settings.as_sql_parameters()}
+    con.begin()
+    try:
+        if sites is None:
+            run_sql_file(con, f"metrics/{name}.sql", parameters)
+        elif sites:
+            run_site_scoped(con, sql_text(f"metrics/{name}.sql"), parameters, sites)
+        record_sites(con, table, shared_digest, run_id)
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    return sites
 
 
 def write_table(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> int:
@@ -67,6 +115,12 @@ def overall_metrics(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
     return {row[0]: row[1:] for row in rows}
 
 
+# The order a full build writes a table's rows in (its SQL's ORDER BY). Rows rebuilt per site are appended, so
+# readers ask for this order: the models then see their rows as after a full rebuild, and give the same bits.
+_ROW_ORDER = {"patient_outcomes": "site_id, patient_key"}
+
+
 def read_table(con: duckdb.DuckDBPyConnection, name: str) -> pl.DataFrame:
-    """Every row of `metrics.<name>` as a polars frame."""
-    return con.sql(f"SELECT * FROM metrics.{name}").pl()
+    """Every row of `metrics.<name>` as a polars frame, in the order a full build writes them."""
+    order = f" ORDER BY {_ROW_ORDER[name]}" if name in _ROW_ORDER else ""
+    return con.sql(f"SELECT * FROM metrics.{name}{order}").pl()

@@ -46,14 +46,19 @@ def _checked_rows(rule: QualityRule) -> str:
 
 
 def _site_counts(
-    con: duckdb.DuckDBPyConnection, table: str, rules: list[QualityRule]
+    con: duckdb.DuckDBPyConnection, table: str, rules: list[QualityRule], sites: list[str] | None = None
 ) -> dict[tuple[str, str], tuple[int, int]]:
-    """(violating rows, rows checked) of every rule for every site of the table, in one scan."""
+    """(violating rows, rows checked) of every rule for every site of the table (or of `sites`), in one scan."""
     aggregates = ", ".join(
         f"count(*) FILTER ({rule.predicate}), count(*) FILTER ({_checked_rows(rule)})" for rule in rules
     )
     counts: dict[tuple[str, str], tuple[int, int]] = {}
-    for row in con.execute(f"SELECT site_id, {aggregates} FROM registry.{table} GROUP BY site_id").fetchall():
+    rows = con.execute(
+        f"SELECT site_id, {aggregates} FROM registry.{table} "
+        "WHERE $sites IS NULL OR list_contains($sites, site_id) GROUP BY site_id",
+        {"sites": sites},
+    ).fetchall()
+    for row in rows:
         for index, rule in enumerate(rules):
             counts[(rule.name, row[0])] = (int(row[1 + 2 * index]), int(row[2 + 2 * index]))
     return counts
@@ -64,11 +69,16 @@ def _site_counts(
 MAX_ROWS_PER_VALIDATION = 750_000
 
 
-def _site_parts(con: duckdb.DuckDBPyConnection, table: str) -> list[list[str]]:
-    """The table's sites in consecutive groups of at most MAX_ROWS_PER_VALIDATION rows (a larger site alone)."""
+def _site_parts(con: duckdb.DuckDBPyConnection, table: str, sites: list[str] | None = None) -> list[list[str]]:
+    """The table's sites (or those of `sites`) in consecutive groups of at most MAX_ROWS_PER_VALIDATION rows (a
+    larger site alone)."""
     parts: list[list[str]] = [[]]
     rows_in_part = 0
-    sizes = con.execute(f"SELECT site_id, count(*) FROM registry.{table} GROUP BY 1 ORDER BY 1").fetchall()
+    sizes = con.execute(
+        f"SELECT site_id, count(*) FROM registry.{table} "
+        "WHERE $sites IS NULL OR list_contains($sites, site_id) GROUP BY 1 ORDER BY 1",
+        {"sites": sites},
+    ).fetchall()
     for site_id, rows in sizes:
         if parts[-1] and rows_in_part + rows > MAX_ROWS_PER_VALIDATION:
             parts.append([])
@@ -88,9 +98,17 @@ def run_suites(
     rules: dict[str, list[QualityRule]],
     run_name: str,
     data_docs_dir: Path | None,
+    sites: list[str] | None = None,
+    carried: list[CheckResult] | tuple[CheckResult, ...] = (),
 ) -> SuiteRun:
-    """Validate each registry table against its suite; build Data Docs into `data_docs_dir` (replacing what
-    was there) when given. Returns one result per rule for the whole table (site "all") and per site."""
+    """Validate each registry table against its suite; build Data Docs into `data_docs_dir` when given. Returns
+    one result per rule and site, and per rule for the whole registry (site "all").
+
+    `sites`: validate only these sites' rows (None: every site); `carried` holds the other sites' results, kept
+    from the run that last validated them. The whole registry's result is summed from the sites' numerators and
+    denominators (a site's counts depend on its own rows only), so it equals a validation of every site. A full
+    validation replaces the Data Docs folder; a partial one adds its pages and keeps the pages the carried
+    results link to."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.core.run_identifier import RunIdentifier
@@ -101,7 +119,8 @@ def run_suites(
     for site_name in list(context.get_site_names()):
         context.delete_data_docs_site(site_name)
     if data_docs_dir is not None:
-        shutil.rmtree(data_docs_dir, ignore_errors=True)
+        if sites is None:
+            shutil.rmtree(data_docs_dir, ignore_errors=True)
         context.add_data_docs_site(
             "ketreg",
             {
@@ -117,7 +136,8 @@ def run_suites(
     source = context.data_sources.add_pandas(DATASOURCE)
     run_id = RunIdentifier(run_name=run_name)
     results: list[CheckResult] = []
-    pages: dict[str, str] = {}
+    validation_of_site: dict[tuple[str, str], str] = {}  # (table, site) → the validation that read its rows
+    first_validation: dict[str, str] = {}
     for table, table_rules in rules.items():
         suite = context.suites.add(gx.ExpectationSuite(name=f"registry_{table}"))
         for rule in table_rules:
@@ -125,11 +145,13 @@ def run_suites(
                 **rule.kwargs, meta={"kahn_category": rule.category, "rule": rule.name, "description": rule.description}
             )
             suite.add_expectation(expectation)
+        site_counts = _site_counts(con, table, table_rules, sites)
         # Only the columns the suite reads, a bounded number of rows at a time (whole sites per part): a registry
         # table can hold millions of rows, and a pandas copy of all of them would outgrow the memory budget.
         columns = ", ".join(_needed_columns(table_rules))
-        parts = _site_parts(con, table)
-        totals = {rule.name: [0, 0, True] for rule in table_rules}
+        parts = _site_parts(con, table, sites)
+        if sites is not None and parts == [[]]:
+            parts = []  # none of the sites to validate has rows here: nothing to validate
         for number, part_sites in enumerate(parts, start=1):
             frame = (
                 con.execute(
@@ -149,20 +171,20 @@ def run_suites(
             )
             del frame
             for rule, outcome in zip(table_rules, validation.results, strict=True):
-                numerator, denominator = _counts(rule, outcome.result)
-                totals[rule.name][0] += numerator
-                totals[rule.name][1] += denominator
-                totals[rule.name][2] = totals[rule.name][2] and bool(outcome.success)
-            pages.setdefault(table, name)
-        site_counts = _site_counts(con, table, table_rules)
-        sites = sorted({site for _, site in site_counts})
+                # The per-site counts use the rule's SQL predicate: their violating rows must add up to what GX
+                # found. (Rows checked are counted in SQL only: for a pair of columns GX's own count leaves out
+                # rows that the SQL, and each site's result, count.)
+                violating = sum(site_counts[(rule.name, site)][0] for site in part_sites)
+                if _counts(rule, outcome.result)[0] != violating:
+                    raise RuntimeError(
+                        f"rule {rule.name} on registry.{table} (sites {', '.join(part_sites)}): Great Expectations "
+                        f"found {_counts(rule, outcome.result)[0]} violating rows, its SQL predicate {violating}; "
+                        "fix the rule's predicate in ketreg/quality/rules.py"
+                    )
+            first_validation.setdefault(table, name)
+            validation_of_site.update({(table, site): name for site in part_sites})
         for rule in table_rules:
-            numerator, denominator, passed = totals[rule.name]
-            if len(parts) > 1:
-                # Each part passing is not the whole passing for a share-based rule: judge the total.
-                passed = numerator <= rule.threshold * denominator
-            results.append(_result(rule, "all", numerator, denominator, passed))
-            for site_id in sites:
+            for site_id in sorted({site for _, site in site_counts}):
                 numerator, denominator = site_counts[(rule.name, site_id)]
                 passed = numerator <= rule.threshold * denominator
                 results.append(_result(rule, site_id, numerator, denominator, passed))
@@ -170,9 +192,37 @@ def run_suites(
     if data_docs_dir is not None:
         context.build_data_docs()
         index = data_docs_dir / "index.html"
-        found = _validation_pages(data_docs_dir)
-        results = [_with_page(r, found.get(pages.get(r.table_name, ""))) for r in results]
+        found = _validation_pages(data_docs_dir, run_name)
+        results = [
+            _with_page(r, found.get(validation_of_site.get((r.table_name, r.site_id), ""))) for r in results
+        ]
+    results = [*results, *carried]
+    results.extend(registry_wide(rules, results, {t: found.get(n) for t, n in first_validation.items()}
+                                 if data_docs_dir is not None else {}))
+    if data_docs_dir is not None and sites is not None:
+        _remove_unlinked_pages(data_docs_dir, {r.data_docs_page for r in results if r.data_docs_page})
     return SuiteRun(results, index)
+
+
+def registry_wide(
+    rules: dict[str, list[QualityRule]], site_results: list[CheckResult], pages: dict[str, str | None]
+) -> list[CheckResult]:
+    """Each rule's result for the whole registry (site "all"): the sum of its sites' violating and checked rows,
+    judged against the rule's threshold like each site's."""
+    totals: dict[tuple[str, str], list[int]] = {}
+    for result in site_results:
+        total = totals.setdefault((result.table_name, result.check_name), [0, 0])
+        total[0] += result.numerator
+        total[1] += result.denominator
+    combined = []
+    for table, table_rules in rules.items():
+        for rule in table_rules:
+            numerator, denominator = totals.get((table, rule.name), (0, 0))
+            combined.append(replace(
+                _result(rule, "all", numerator, denominator, numerator <= rule.threshold * denominator),
+                data_docs_page=pages.get(table),
+            ))
+    return combined
 
 
 def _result(rule: QualityRule, site_id: str, numerator: int, denominator: int, passed: bool) -> CheckResult:
@@ -195,12 +245,28 @@ def _result(rule: QualityRule, site_id: str, numerator: int, denominator: int, p
     )
 
 
-def _validation_pages(data_docs_dir: Path) -> dict[str, str]:
-    """Data Docs page of each validation, by data asset name, relative to the Data Docs folder."""
+def _validation_pages(data_docs_dir: Path, run_name: str) -> dict[str, str]:
+    """Data Docs page of each validation of run `run_name`, by data asset name, relative to the Data Docs folder
+    (a partial validation leaves earlier runs' pages in place: their paths hold their run's name)."""
     pages: dict[str, str] = {}
     for page in sorted((data_docs_dir / "validations").rglob(f"{DATASOURCE}-*.html")):
-        pages[page.stem.removeprefix(f"{DATASOURCE}-")] = page.relative_to(data_docs_dir).as_posix()
+        relative = page.relative_to(data_docs_dir)
+        if run_name in relative.parts:
+            pages[page.stem.removeprefix(f"{DATASOURCE}-")] = relative.as_posix()
     return pages
+
+
+def _remove_unlinked_pages(data_docs_dir: Path, linked: set[str]) -> None:
+    """Delete the validation pages of earlier runs that no result links to any more (`linked`: page paths,
+    relative to the Data Docs folder or to the folder above it)."""
+    validations = data_docs_dir / "validations"
+    for page in validations.rglob("*.html"):
+        relative = page.relative_to(data_docs_dir).as_posix()
+        if relative not in linked and f"{data_docs_dir.name}/{relative}" not in linked:
+            page.unlink()
+    for folder in sorted((p for p in validations.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _with_page(result: CheckResult, page: str | None) -> CheckResult:

@@ -23,9 +23,11 @@ def record_run(con: duckdb.DuckDBPyConnection, run_id: str, run_at: dt.datetime,
         con.register("_results", frame)
         try:
             columns = ", ".join(RESULT_COLUMNS)
+            values = ", ".join(f"coalesce({c}, $run_id)" if c == "origin_run_id" else c for c in RESULT_COLUMNS)
             con.execute(
-                f"INSERT INTO quality.check_results (run_id, run_at, {columns}) SELECT ?, ?, {columns} FROM _results",
-                [run_id, run_at],
+                f"INSERT INTO quality.check_results (run_id, run_at, {columns}) "
+                f"SELECT $run_id, $run_at, {values} FROM _results",
+                {"run_id": run_id, "run_at": run_at},
             )
         finally:
             con.unregister("_results")

@@ -24,6 +24,9 @@ class CheckResult:
     violations_sql: str  # lists the violating rows in the working database
     asset_key: str  # the Dagster asset whose data the check reads
     data_docs_page: str | None = None  # relative to the reports folder
+    # The run that produced this result: a site's Great Expectations results are carried forward from the run
+    # that last validated its rows while they stay unchanged; None while being made (then it is this run).
+    origin_run_id: str | None = None
 
     @property
     def failure_share(self) -> float:
@@ -40,5 +43,6 @@ def results_frame(results: list[CheckResult]) -> pl.DataFrame:
         "column_name": pl.String, "site_id": pl.String, "check_name": pl.String, "description": pl.String,
         "numerator": pl.Int64, "denominator": pl.Int64, "threshold": pl.Float64, "passed": pl.Boolean,
         "violations_sql": pl.String, "asset_key": pl.String, "data_docs_page": pl.String,
+        "origin_run_id": pl.String,
     }
     return pl.DataFrame([asdict(r) for r in results], schema=schema, orient="row")

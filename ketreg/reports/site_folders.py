@@ -4,7 +4,8 @@ ids), the notices and columns that were not read, and a "what to fix" page; as C
 HTML. Every query is filtered on the one site, and nothing pseudonymous is written there, so a site's folder
 can neither show another site's records nor be joined with the analysts' file.
 
-The whole `sites/` folder is built aside and swapped in, so a site that left the registry loses its folder."""
+A full rewrite builds the whole `sites/` folder aside and swaps it in; after some sites' new exports only their
+folders are rewritten (each built aside and swapped in) and a site that left the registry loses its folder."""
 
 from __future__ import annotations
 
@@ -16,12 +17,15 @@ from typing import Any
 
 import duckdb
 
+from ketreg.incremental.sites import record_sites, sites_to_rebuild
 from ketreg.landing.discovery import SITE_ID
 from ketreg.reports.private_files import private_folder, write_private_csv, write_private_text, write_private_xlsx
 from ketreg.reports.site_page import render_site_page
 from ketreg.staging.fix_list import in_fixing_order
 
 SITES_FOLDER = "sites"
+# The folders' entry in the working store's record of what was built from which sites' rows.
+LEDGER_NAME = "reports.site_folders"
 PAGE_FILE = "index.html"
 
 # What each file holds: (file stem, columns, query with $site). Queries read the working store only.
@@ -90,7 +94,10 @@ def _fetch(con: duckdb.DuckDBPyConnection, query: str, site_id: str) -> list[tup
     return con.execute(query, {"site": site_id}).fetchall()
 
 
-def _write_site(con: duckdb.DuckDBPyConnection, site_id: str, folder: Path, generated: str) -> SiteFolder:
+def _write_site(con: duckdb.DuckDBPyConnection, site_id: str, folder: Path, generated: str) -> None:
+    # Discovery admits only these ids, so a folder name can never climb out of sites/; checked again here.
+    if not SITE_ID.fullmatch(site_id):
+        raise ValueError(f"site id {site_id!r} is not a safe folder name ({SITE_ID.pattern})")
     private_folder(folder)
     data = {name: (columns, _fetch(con, query, site_id)) for name, (columns, query) in TABLES.items()}
     # Root causes first, each followed by the rows quarantined because of it (ketreg/staging/fix_list.py).
@@ -100,17 +107,36 @@ def _write_site(con: duckdb.DuckDBPyConnection, site_id: str, folder: Path, gene
         write_private_csv(folder / f"{name}.csv", columns, rows)
     write_private_xlsx(folder / "what_to_fix.xlsx", data)
     write_private_text(folder / PAGE_FILE, render_site_page(site_id, data, generated))
-    current_quarantined = len({
-        (row[2], row[3]) for row in data["quarantine"][1] if row[1]  # (file, line) of the current export
-    })
-    return SiteFolder(
-        site_id, folder, current_quarantined, len(data["rejected_exports"][1]), len(data["deviations"][1])
-    )
+
+
+# What each site's folder holds, counted the way its files list them (a quarantined row is listed once per
+# reason; a row of the current export counts once), for every site on record.
+_SUMMARY = """
+    SELECT e.site_id,
+           (SELECT count(DISTINCT (q.file_name, q.source_line)) FROM site_private.quarantine AS q
+            WHERE q.site_id = e.site_id AND q.is_current_export AND len(q.reasons) > 0),
+           count(*) FILTER (e.status = 'rejected'),
+           (SELECT count(*) FROM registry.protocol_deviations AS d WHERE d.site_id = e.site_id)
+    FROM site_private.exports AS e
+    GROUP BY e.site_id ORDER BY e.site_id"""
+
+
+def _sites_on_record(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [s for (s,) in con.execute("SELECT DISTINCT site_id FROM site_private.exports ORDER BY 1").fetchall()]
+
+
+def folder_summaries(con: duckdb.DuckDBPyConnection, reports_dir: Path) -> list[SiteFolder]:
+    """What each site's folder holds, for every site on record."""
+    return [SiteFolder(site_id, reports_dir / SITES_FOLDER / site_id, quarantined, rejected, deviations)
+            for site_id, quarantined, rejected, deviations in con.execute(_SUMMARY).fetchall()]
+
+
+def _generated() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def write_site_folders(con: duckdb.DuckDBPyConnection, reports_dir: Path) -> list[SiteFolder]:
     """Write `<reports_dir>/sites/<site_id>/` for every site on record; returns what each holds."""
-    sites = [s for (s,) in con.execute("SELECT DISTINCT site_id FROM site_private.exports ORDER BY 1").fetchall()]
     reports_dir.mkdir(parents=True, exist_ok=True)
     target = reports_dir / SITES_FOLDER
     building = reports_dir / f".{SITES_FOLDER}.building"
@@ -118,16 +144,53 @@ def write_site_folders(con: duckdb.DuckDBPyConnection, reports_dir: Path) -> lis
     for leftover in (building, old):
         shutil.rmtree(leftover, ignore_errors=True)
     private_folder(building)
-    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    written = []
-    for site_id in sites:
-        # Discovery admits only these ids, so a folder name can never climb out of sites/; checked again here.
-        if not SITE_ID.fullmatch(site_id):
-            raise ValueError(f"site id {site_id!r} is not a safe folder name ({SITE_ID.pattern})")
-        written.append(_write_site(con, site_id, building / site_id, generated))
+    generated = _generated()
+    for site_id in _sites_on_record(con):
+        _write_site(con, site_id, building / site_id, generated)
     if target.exists():
         target.rename(old)
     building.rename(target)
     shutil.rmtree(old, ignore_errors=True)
-    return [SiteFolder(f.site_id, target / f.site_id, f.quarantined_rows, f.rejected_exports, f.deviations)
-            for f in written]
+    return folder_summaries(con, reports_dir)
+
+
+def rewrite_site_folders(con: duckdb.DuckDBPyConnection, reports_dir: Path, sites: list[str]) -> list[SiteFolder]:
+    """Rewrite the folders of `sites` only (each built aside and swapped in), remove those of the ones no longer
+    on record, and leave every other site's folder as it is, byte for byte; returns what every folder holds."""
+    target = reports_dir / SITES_FOLDER
+    on_record = set(_sites_on_record(con))
+    generated = _generated()
+    for site_id in sites:
+        if not SITE_ID.fullmatch(site_id):
+            raise ValueError(f"site id {site_id!r} is not a safe folder name ({SITE_ID.pattern})")
+        building, old = target / f".{site_id}.building", target / f".{site_id}.old"
+        for leftover in (building, old):
+            shutil.rmtree(leftover, ignore_errors=True)
+        if site_id in on_record:
+            _write_site(con, site_id, building, generated)
+        if (target / site_id).exists():
+            (target / site_id).rename(old)
+        if site_id in on_record:
+            building.rename(target / site_id)
+        shutil.rmtree(old, ignore_errors=True)
+    return folder_summaries(con, reports_dir)
+
+
+def write_changed_site_folders(
+    con: duckdb.DuckDBPyConnection, reports_dir: Path, shared_digest: str, run_id: str
+) -> tuple[list[SiteFolder], list[str] | None]:
+    """Bring the sites' folders up to date: rewrite only the folders of sites whose staged rows changed since
+    they were written (or that left the registry, or whose folder is missing), or all of them when the code,
+    protocol, mappings or key changed (`shared_digest`). A site's folder is made from that site's rows only, so
+    this gives the folders a full rewrite would. Returns what every folder holds, and the sites rewritten (None:
+    all)."""
+    target = reports_dir / SITES_FOLDER
+    sites = sites_to_rebuild(con, LEDGER_NAME, shared_digest, run_id, built=target.is_dir())
+    if sites is None:
+        folders = write_site_folders(con, reports_dir)
+    else:
+        missing = [s for s in _sites_on_record(con) if not (target / s).is_dir()]
+        sites = sorted(set(sites) | set(missing))
+        folders = rewrite_site_folders(con, reports_dir, sites)
+    record_sites(con, LEDGER_NAME, shared_digest, run_id)
+    return folders, sites

@@ -4,7 +4,14 @@ into the `metrics` schema; each asset shows its headline figures in the Dagster 
 import dagster as dg
 import polars as pl
 
-from ketreg.metrics.build import build_sql_table, overall_metrics, read_table, write_table
+from ketreg.incremental.ledger import shared_digest
+from ketreg.metrics.build import (
+    build_sql_table,
+    build_sql_table_for_changed_sites,
+    overall_metrics,
+    read_table,
+    write_table,
+)
 from pipelines.assets.patient_flow import metrics_patient_flow
 from pipelines.resources import RegistrySettings
 from pipelines.skipping import skippable
@@ -52,10 +59,14 @@ def _markdown(frame: pl.DataFrame) -> dg.MetadataValue:
 @skippable
 def metrics_patient_outcomes(settings: RegistrySettings) -> dg.MaterializeResult:
     """One row per analysis-cohort patient: baseline pain, best relief in induction, response, rates, course."""
+    run_id = dg.AssetExecutionContext.get().run.run_id
     with settings.working_db() as con:
-        rows = build_sql_table(con, "patient_outcomes", settings.protocol(), _metric_settings(settings))
-        ((treated, responders, substantial, discontinued, incomplete, sustained),) = con.execute(
-            "SELECT count_if(infusion_count > 0), count_if(responder), count_if(substantial_responder), "
+        sites = build_sql_table_for_changed_sites(
+            con, "patient_outcomes", settings.protocol(), _metric_settings(settings), shared_digest(con, run_id),
+            run_id,
+        )
+        ((rows, treated, responders, substantial, discontinued, incomplete, sustained),) = con.execute(
+            "SELECT count(*), count_if(infusion_count > 0), count_if(responder), count_if(substantial_responder), "
             "count_if(discontinued AND infusion_count > 0), count_if(course_incomplete), "
             "count_if(sustained_responder) FROM metrics.patient_outcomes"
         ).fetchall()
@@ -68,6 +79,8 @@ def metrics_patient_outcomes(settings: RegistrySettings) -> dg.MaterializeResult
             "discontinued": discontinued,
             "course_incomplete": incomplete,
             "sustained_responders": sustained,
+            # Which sites' rows this run rebuilt: "all" for a whole rebuild.
+            "sites_rebuilt": dg.MetadataValue.json(sites if sites is not None else "all"),
         }
     )
 
@@ -81,11 +94,19 @@ def metrics_patient_outcomes(settings: RegistrySettings) -> dg.MaterializeResult
 )
 @skippable
 def metrics_registry_metrics(settings: RegistrySettings) -> dg.MaterializeResult:
-    """The registry's figures in one tidy table (metric × stratum) with Wilson or Poisson 95 % intervals."""
+    """The registry's figures in one tidy table (metric × stratum) with Wilson or Poisson 95 % intervals, added
+    up from each site's partial sums (metrics_partial.site_tallies, recounted for the sites whose rows changed)."""
+    run_id = dg.AssetExecutionContext.get().run.run_id
     with settings.working_db() as con:
-        rows = build_sql_table(con, "registry_metrics", settings.protocol(), _metric_settings(settings))
+        # Each site's partial sums, rebuilt for the sites whose rows changed, then added up.
+        sites = build_sql_table_for_changed_sites(
+            con, "site_tallies", settings.protocol(), _metric_settings(settings), shared_digest(con, run_id), run_id
+        )
+        rows = build_sql_table(con, "registry_metrics", settings.protocol(), _metric_settings(settings),
+                               partial_sums_current=True)
         overall = overall_metrics(con)
-    metadata: dict[str, object] = {"rows": rows}
+    metadata: dict[str, object] = {"rows": rows, "sites_recounted": dg.MetadataValue.json(
+        sites if sites is not None else "all")}
     for name in ("cohort_patients", "cohort_infusions"):
         metadata[name] = overall[name][0]
     for name in _HEADLINE_METRICS:

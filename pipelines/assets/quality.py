@@ -9,7 +9,8 @@ from dataclasses import replace
 import dagster as dg
 import duckdb
 
-from ketreg.quality.expectations import run_suites
+from ketreg.incremental.ledger import shared_digest
+from ketreg.quality.carry_forward import record_validation, validate_changed_sites
 from ketreg.quality.history import record_run
 from ketreg.quality.offline_docs import make_offline
 from ketreg.quality.registry_evaluations import run_evaluations
@@ -97,7 +98,9 @@ def quality_check_results(context: dg.AssetExecutionContext, settings: RegistryS
             for table in TABLES
         }
         rules = registry_rules(columns, settings.protocol(), quality_settings)
-        suites = run_suites(con, rules, run_name=context.run.run_id, data_docs_dir=data_docs)
+        # Only the sites whose rows changed are validated; the others' results carry forward with their run.
+        digest = shared_digest(con, context.run.run_id)
+        suites, validated = validate_changed_sites(con, rules, context.run.run_id, data_docs, digest)
         make_offline(data_docs, dashboard=reports / DASHBOARD_FILE)
         gx_results = [
             replace(r, data_docs_page=f"{DATA_DOCS_FOLDER}/{r.data_docs_page}") if r.data_docs_page else r
@@ -105,6 +108,7 @@ def quality_check_results(context: dg.AssetExecutionContext, settings: RegistryS
         ]
         results = [*_registry_check_results(con, settings, context.run.run_id), *site_export_checks(con), *gx_results]
         recorded = record_run(con, context.run.run_id, dt.datetime.now(dt.UTC), results)
+        record_validation(con, rules, context.run.run_id, digest)
         changes = dict(con.execute("SELECT change, count(*) FROM quality.check_changes GROUP BY ALL").fetchall())
     share(data_docs)  # written beside the private working store; data managers read it
     failed = [r for r in results if not r.passed]
@@ -118,6 +122,7 @@ def quality_check_results(context: dg.AssetExecutionContext, settings: RegistryS
             "persisting_failures": changes.get("persisting", 0),
             "data_docs": dg.MetadataValue.path(str((data_docs / "index.html").resolve())),
             "dashboard": dg.MetadataValue.path(str((reports / DASHBOARD_FILE).resolve())),
+            "sites_validated": dg.MetadataValue.json(validated if validated is not None else "all"),
         }
     )
 

@@ -3,7 +3,8 @@ only (quarantined rows, rejected exports, deviations, a "what to fix" page)."""
 
 import dagster as dg
 
-from ketreg.reports.site_folders import SITES_FOLDER, write_site_folders
+from ketreg.incremental.ledger import shared_digest
+from ketreg.reports.site_folders import SITES_FOLDER, write_changed_site_folders
 from pipelines.assets.site_private import site_private_assets
 from pipelines.resources import RegistrySettings
 from pipelines.skipping import skippable
@@ -20,14 +21,17 @@ from pipelines.skipping import skippable
 def site_folders(settings: RegistrySettings) -> dg.MaterializeResult:
     """One folder per site (files 0640, folders 0750) for that site's data manager: its quarantined rows
     with its own ids and raw values, its rejected exports, deviations, notices and a "what to fix" page."""
+    run_id = dg.AssetExecutionContext.get().run.run_id
     with settings.working_db() as con:
-        folders = write_site_folders(con, settings.reports_path)
+        folders, rewritten = write_changed_site_folders(con, settings.reports_path, shared_digest(con, run_id), run_id)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(settings.reports_path / SITES_FOLDER)),
             "sites": len(folders),
             **{f"quarantined_rows_{f.site_id}": f.quarantined_rows for f in folders},
             "rejected_exports": sum(f.rejected_exports for f in folders),
+            # Which sites' folders this run rewrote: "all" for a whole rewrite.
+            "sites_rewritten": dg.MetadataValue.json(rewritten if rewritten is not None else "all"),
         }
     )
 

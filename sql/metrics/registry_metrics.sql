@@ -15,6 +15,8 @@
 --                       (t_quantile_975, registered by ketreg/metrics/build.py).
 -- Every sum is of whole numbers (counts, NPRS points, seconds of infusion), so the figures do not depend on the
 -- order DuckDB's threads add them up in: every run on the same data gives the same bits.
+-- The counts and sums come from each site's partial sums (metrics_partial.site_tallies, sql/metrics/site_tallies.sql,
+-- where the facts each metric counts are listed), rebuilt only for sites whose rows changed, and added up here.
 -- A denominator of 0 gives an empty estimate and interval, never an error. Every patient-level figure is over
 -- the analysis cohort (metrics.patient_outcomes); every infusion-level one over those patients' valid infusions
 -- (quarantined infusions never reach the registry).
@@ -26,12 +28,6 @@ WITH constants AS (
 
 outcomes AS (
     SELECT * FROM metrics.patient_outcomes
-),
-
-cohort_infusions AS (
-    SELECT i.infusion_key, i.patient_key
-    FROM registry.infusions AS i
-    JOIN outcomes USING (patient_key)
 ),
 
 -- Each patient falls in one stratum of every type; a metric is broken down by the types the catalog lists.
@@ -118,250 +114,26 @@ own_strata AS (
     SELECT 'patients_with_ae', 'worst_grade', CAST(grade AS VARCHAR) FROM range(1, 6) AS g (grade)
 ),
 
-infusion_safety AS (
-    SELECT
-        ci.infusion_key,
-        ci.patient_key,
-        count(ae.ae_key) AS ae_records,
-        -- Serious (ICH E2A: death, life-threatening, hospitalisation, disability) is what the site ticked;
-        -- severe is CTCAE grade ≥ 3. A grade-3 headache is severe, not serious.
-        count(ae.ae_key) FILTER (ae.serious) AS serious_ae_records,
-        count(ae.ae_key) FILTER (ae.grade >= 3) AS severe_ae_records,
-        -- An episode (the AEs of one infusion) resolved by itself when nothing was done about any of them.
-        bool_and(ae.action_taken = 'none') AS self_resolved
-    FROM cohort_infusions AS ci
-    LEFT JOIN registry.adverse_events AS ae USING (infusion_key)
-    GROUP BY ci.infusion_key, ci.patient_key
-),
-
--- Exposure in whole seconds, so that sums are exact.
-infusion_exposure AS (
-    SELECT ci.infusion_key, date_diff('second', i.start_time, i.end_time) AS exposure_s
-    FROM cohort_infusions AS ci
-    JOIN registry.infusions AS i USING (infusion_key)
-),
-
-cohort_adverse_events AS (
-    SELECT ci.patient_key, ae.grade
-    FROM cohort_infusions AS ci
-    JOIN registry.adverse_events AS ae USING (infusion_key)
-),
-
-infusion_ae_categories AS (
-    SELECT ci.infusion_key, ci.patient_key, cat.category, count(ae.ae_key) AS ae_records
-    FROM cohort_infusions AS ci
-    CROSS JOIN (SELECT DISTINCT category FROM registry.ae_term_categories) AS cat
-    LEFT JOIN registry.adverse_events AS ae ON ae.infusion_key = ci.infusion_key AND ae.category = cat.category
-    GROUP BY ci.infusion_key, ci.patient_key, cat.category
-),
-
-infusion_measures AS (
-    SELECT
-        ci.infusion_key,
-        ci.patient_key,
-        coalesce(bool_or(a.timepoint = 'pre' AND a.nprs IS NOT NULL), false) AS nprs_pre,
-        coalesce(bool_or(a.timepoint = 'post' AND a.nprs IS NOT NULL), false) AS nprs_post,
-        coalesce(bool_or(a.function_score IS NOT NULL), false) AS function_score,
-        coalesce(bool_or(a.satisfaction IS NOT NULL), false) AS satisfaction,
-        coalesce(bool_or(a.daily_mme IS NOT NULL), false) AS daily_mme
-    FROM cohort_infusions AS ci
-    LEFT JOIN registry.assessments AS a USING (infusion_key)
-    GROUP BY ci.infusion_key, ci.patient_key
-),
-
-infusion_measure_rows AS (
-    UNPIVOT infusion_measures
-    ON nprs_pre, nprs_post, function_score, satisfaction, daily_mme
-    INTO NAME measure VALUE recorded
-),
-
--- One row per thing a metric counts: `hits` go into the numerator and `counted` says whether the row is in
--- the denominator (NULL for counts). Rows without an own stratum are broken down by the patient's strata.
-facts AS (
-    SELECT patient_key, 'cohort_patients' AS metric, NULL AS stratum_type, NULL AS stratum,
-           1 AS hits, NULL::BOOLEAN AS counted
-    FROM outcomes
-    UNION ALL
-    SELECT patient_key, 'cohort_infusions', NULL, NULL, 1, NULL FROM cohort_infusions
-    UNION ALL
-    SELECT patient_key, 'responder_rate', NULL, NULL, (responder IS TRUE)::INTEGER, responder IS NOT NULL
-    FROM outcomes
-    UNION ALL
-    SELECT patient_key, 'substantial_responder_rate', NULL, NULL, (substantial_responder IS TRUE)::INTEGER,
-           substantial_responder IS NOT NULL
-    FROM outcomes
-    UNION ALL
-    SELECT patient_key, 'ae_rate_per_infusion', NULL, NULL, ae_records, true FROM infusion_safety
-    UNION ALL
-    SELECT patient_key, 'ae_rate_per_infusion', 'ae_category', category, ae_records, true
-    FROM infusion_ae_categories
-    UNION ALL
-    SELECT patient_key, 'infusions_with_ae', NULL, NULL, (ae_records > 0)::INTEGER, true FROM infusion_safety
-    UNION ALL
-    -- Overall and by patient stratum: the share of episodes that resolved without intervention.
-    SELECT patient_key, 'ae_episode_resolution', NULL, NULL, self_resolved::INTEGER, true
-    FROM infusion_safety
-    WHERE ae_records > 0
-    UNION ALL
-    SELECT s.patient_key, 'ae_episode_resolution', 'resolution', r.resolution,
-           (s.self_resolved = (r.resolution = 'self_resolved'))::INTEGER, true
-    FROM infusion_safety AS s
-    CROSS JOIN (VALUES ('self_resolved'), ('intervention')) AS r (resolution)
-    WHERE s.ae_records > 0
-    UNION ALL
-    SELECT patient_key, 'serious_ae_rate', NULL, NULL, serious_ae_records, true FROM infusion_safety
-    UNION ALL
-    SELECT patient_key, 'discontinuation_rate', NULL, NULL, discontinued::INTEGER, true
-    FROM outcomes
-    WHERE infusion_count > 0
-    UNION ALL
-    SELECT o.patient_key, 'discontinuation_rate', 'reason', r.stratum,
-           (o.discontinued AND coalesce(o.discontinuation_reason, 'unknown') = r.stratum)::INTEGER, true
-    FROM outcomes AS o
-    JOIN own_strata AS r ON r.metric = 'discontinuation_rate'
-    WHERE o.infusion_count > 0
-    UNION ALL
-    SELECT patient_key, 'responder_discontinuation', NULL, NULL,
-           (discontinued AND discontinuation_reason IN ('unsatisfactory_relief', 'adverse_event'))::INTEGER, true
-    FROM outcomes
-    WHERE responder
-    UNION ALL
-    SELECT o.patient_key, 'responder_discontinuation', 'reason', r.stratum,
-           (o.discontinued AND o.discontinuation_reason IS NOT DISTINCT FROM r.stratum)::INTEGER, true
-    FROM outcomes AS o
-    JOIN own_strata AS r ON r.metric = 'responder_discontinuation'
-    WHERE o.responder
-    UNION ALL
-    SELECT patient_key, 'durable_relief', NULL, NULL, (durable_relief IS TRUE)::INTEGER,
-           longest_relief_days IS NOT NULL
-    FROM outcomes
-    WHERE responder
-    UNION ALL
-    SELECT patient_key, 'interruption_return_to_baseline', NULL, NULL,
-           returned_to_baseline_after_interruption::INTEGER, true
-    FROM outcomes
-    WHERE returned_to_baseline_after_interruption IS NOT NULL
-    UNION ALL
-    SELECT patient_key, 'outcome_completeness', NULL, NULL,
-           (nprs_pre AND nprs_post AND function_score AND satisfaction AND daily_mme)::INTEGER, true
-    FROM infusion_measures
-    UNION ALL
-    SELECT patient_key, 'outcome_completeness', 'measure', measure, recorded::INTEGER, true
-    FROM infusion_measure_rows
-    UNION ALL
-    SELECT patient_key, 'outcome_completeness_' || measure, NULL, NULL, recorded::INTEGER, true
-    FROM infusion_measure_rows
-),
-
--- The endpoints' rows, with two more things to add up: a patient's value for a mean (`value`, whole NPRS
--- points) and an infusion's duration for an exposure-adjusted rate (`exposure_s`).
-endpoint_facts AS (
-    SELECT patient_key, 'sustained_responder_rate' AS metric, NULL AS stratum_type, NULL AS stratum,
-           sustained_responder::INTEGER AS hits, true AS counted, NULL::BIGINT AS value, NULL::BIGINT AS exposure_s
-    FROM outcomes
-    WHERE sustained_responder IS NOT NULL
-    UNION ALL BY NAME
-    SELECT patient_key, 'sustained_responder_rate_complete_case' AS metric, sustained_responder::INTEGER AS hits,
-           true AS counted
-    FROM outcomes
-    WHERE primary_assessment_observed
-    UNION ALL BY NAME
-    -- Best case: every patient whose endpoint is missing is counted a responder (the worst case is the
-    -- primary estimand itself, where they are non-responders).
-    SELECT patient_key, 'sustained_responder_rate_best_case' AS metric,
-           (sustained_responder OR NOT primary_assessment_observed)::INTEGER AS hits, true AS counted
-    FROM outcomes
-    WHERE sustained_responder IS NOT NULL
-    UNION ALL BY NAME
-    SELECT patient_key, 'nprs_change_primary' AS metric, (nprs_change_primary IS NOT NULL)::INTEGER AS hits,
-           true AS counted, CAST(nprs_change_primary AS BIGINT) AS value
-    FROM outcomes
-    WHERE sustained_responder IS NOT NULL
-    UNION ALL BY NAME
-    SELECT patient_key, 'patients_with_ae' AS metric, (sum(ae_records) > 0)::INTEGER AS hits, true AS counted
-    FROM infusion_safety
-    GROUP BY patient_key
-    UNION ALL BY NAME
-    SELECT p.patient_key, 'patients_with_ae' AS metric, 'worst_grade' AS stratum_type, g.stratum,
-           (CAST(p.worst_grade AS VARCHAR) IS NOT DISTINCT FROM g.stratum)::INTEGER AS hits, true AS counted
-    FROM (
-        SELECT s.patient_key, max(ae.grade) AS worst_grade
-        FROM (SELECT DISTINCT patient_key FROM infusion_safety) AS s
-        LEFT JOIN cohort_adverse_events AS ae USING (patient_key)
-        GROUP BY s.patient_key
-    ) AS p
-    CROSS JOIN (SELECT stratum FROM own_strata WHERE metric = 'patients_with_ae') AS g
-    UNION ALL BY NAME
-    SELECT patient_key, 'severe_ae_rate' AS metric, severe_ae_records AS hits, true AS counted
-    FROM infusion_safety
-    UNION ALL BY NAME
-    SELECT patient_key, 'ae_grade_distribution' AS metric, (grade >= 3)::INTEGER AS hits, true AS counted
-    FROM cohort_adverse_events
-    UNION ALL BY NAME
-    SELECT ae.patient_key, 'ae_grade_distribution' AS metric, 'grade' AS stratum_type, g.stratum,
-           (CAST(ae.grade AS VARCHAR) = g.stratum)::INTEGER AS hits, true AS counted
-    FROM cohort_adverse_events AS ae
-    CROSS JOIN (SELECT stratum FROM own_strata WHERE metric = 'ae_grade_distribution') AS g
-    UNION ALL BY NAME
-    SELECT s.patient_key, 'ae_rate_per_100_infusion_hours' AS metric, s.ae_records AS hits, true AS counted,
-           x.exposure_s
-    FROM infusion_safety AS s
-    JOIN infusion_exposure AS x USING (infusion_key)
-),
-
-all_facts AS (
-    SELECT * FROM facts
-    UNION ALL BY NAME
-    SELECT * FROM endpoint_facts
-),
-
--- Summed per patient first: a patient has many infusions but sits in few strata, so the join to the strata
--- multiplies patients, not infusions (a hundredfold fewer rows on a large registry).
-by_patient AS (
-    SELECT
-        metric,
-        patient_key,
-        sum(hits) FILTER (counted IS NOT FALSE) AS numerator,
-        count(*) FILTER (counted) AS denominator,
-        count(value) AS value_n,
-        sum(value) AS value_sum,
-        sum(value * value) AS value_sum_squares,
-        sum(exposure_s) AS exposure_s
-    FROM all_facts
-    WHERE stratum_type IS NULL
-    GROUP BY ALL
-),
-
-by_patient_stratum AS (
-    SELECT
-        p.metric,
-        s.stratum_type,
-        s.stratum,
-        sum(p.numerator) AS numerator,
-        sum(p.denominator) AS denominator,
-        sum(p.value_n) AS value_n,
-        sum(p.value_sum) AS value_sum,
-        sum(p.value_sum_squares) AS value_sum_squares,
-        sum(p.exposure_s) AS exposure_s
-    FROM by_patient AS p
-    JOIN patient_strata AS s USING (patient_key)
-    GROUP BY ALL
-),
-
-by_own_stratum AS (
+-- The sites' partial sums (metrics_partial.site_tallies, sql/metrics/site_tallies.sql) added up.
+site_sums AS (
     SELECT
         metric,
         stratum_type,
         stratum,
-        sum(hits) FILTER (counted IS NOT FALSE) AS numerator,
-        count(*) FILTER (counted) AS denominator,
-        count(value) AS value_n,
-        sum(value) AS value_sum,
-        sum(value * value) AS value_sum_squares,
+        sum(numerator) AS numerator,
+        sum(denominator) AS denominator,
+        sum(value_n) AS value_n,
+        sum(value_sum) AS value_sum,
+        sum(value_sum_squares) AS value_sum_squares,
         sum(exposure_s) AS exposure_s
-    FROM all_facts
-    WHERE stratum_type IS NOT NULL
+    FROM metrics_partial.site_tallies
     GROUP BY ALL
+),
+
+-- Every treated patient is in the denominator of each discontinuation reason: the overall denominator.
+treated_patients AS (
+    SELECT denominator FROM site_sums
+    WHERE metric = 'discontinuation_rate' AND stratum_type = 'overall'
 ),
 
 -- Every row the table must have, whether or not anything was counted in it.
@@ -379,15 +151,16 @@ grid AS (
 tallies AS (
     SELECT
         g.*,
-        coalesce(p.numerator, o.numerator, 0) AS numerator,
-        coalesce(p.denominator, o.denominator, 0) AS denominator,
-        coalesce(p.value_n, o.value_n, 0) AS value_n,
-        coalesce(p.value_sum, o.value_sum, 0) AS value_sum,
-        coalesce(p.value_sum_squares, o.value_sum_squares, 0) AS value_sum_squares,
-        coalesce(p.exposure_s, o.exposure_s, 0) AS exposure_s
+        coalesce(s.numerator, 0) AS numerator,
+        CASE WHEN g.metric = 'discontinuation_rate' AND g.stratum_type = 'reason'
+            THEN coalesce((SELECT denominator FROM treated_patients), 0)
+            ELSE coalesce(s.denominator, 0) END AS denominator,
+        coalesce(s.value_n, 0) AS value_n,
+        coalesce(s.value_sum, 0) AS value_sum,
+        coalesce(s.value_sum_squares, 0) AS value_sum_squares,
+        coalesce(s.exposure_s, 0) AS exposure_s
     FROM grid AS g
-    LEFT JOIN by_patient_stratum AS p USING (metric, stratum_type, stratum)
-    LEFT JOIN by_own_stratum AS o USING (metric, stratum_type, stratum)
+    LEFT JOIN site_sums AS s USING (metric, stratum_type, stratum)
 ),
 
 -- Wilson score interval for a proportion x/n, and the score interval for a Poisson count x over n infusions:

@@ -19,5 +19,9 @@ CREATE TABLE IF NOT EXISTS quality.check_results (
     passed BOOLEAN NOT NULL,
     violations_sql VARCHAR NOT NULL,
     asset_key VARCHAR NOT NULL,      -- the Dagster asset the check reads
-    data_docs_page VARCHAR           -- the Great Expectations Data Docs page, relative to the reports folder
+    data_docs_page VARCHAR,          -- the Great Expectations Data Docs page, relative to the reports folder
+    origin_run_id VARCHAR            -- the run that produced the result: run_id, or for a site whose rows did not
+                                     -- change, the earlier run whose Great Expectations validation it carries
 );
+-- Added with per-site carry-forward; a history recorded before it gets the column (empty for its old rows).
+ALTER TABLE quality.check_results ADD COLUMN IF NOT EXISTS origin_run_id VARCHAR;
