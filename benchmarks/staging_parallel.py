@@ -24,7 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 from run_benchmark import OUT
 
 SERIAL = """
@@ -58,13 +57,24 @@ print(json.dumps({k: v for k, v in table_fingerprints(con).items() if k.startswi
 """
 
 
-def _tree_rss_mib(process: psutil.Process) -> tuple[float, float]:
-    """RSS of a process and all its descendants: (sum, largest single process), in MiB."""
-    sizes = []
-    for member in [process, *process.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):  # ended between listing and reading
-            sizes.append(member.memory_info().rss)
-    return sum(sizes) / 2**20, max(sizes, default=0) / 2**20
+def _tree_rss_mib(root: int) -> tuple[float, float]:
+    """RSS of a process and all its descendants, from /proc (Linux): (sum, largest single process), in MiB."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):  # a process that ended meanwhile
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            pid = int(stat.parent.name)
+            parents[pid] = int(fields[1])
+            rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    sizes = [rss.get(pid, 0) for pid in tree]
+    return sum(sizes) / 2**20, max(sizes) / 2**20
 
 
 def measured(command: list[str], log: Path, env: dict[str, str] | None = None) -> dict[str, object]:
@@ -77,12 +87,8 @@ def measured(command: list[str], log: Path, env: dict[str, str] | None = None) -
     peak_tree = peak_single = 0.0
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-        watched = psutil.Process(process.pid)
         while process.poll() is None:
-            try:
-                tree, single = _tree_rss_mib(watched)
-            except psutil.Error:
-                break
+            tree, single = _tree_rss_mib(process.pid)
             peak_tree, peak_single = max(peak_tree, tree), max(peak_single, single)
             time.sleep(0.2)
         status = process.wait()

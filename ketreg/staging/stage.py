@@ -258,10 +258,12 @@ def validate_batch(
 
 
 def write_staged(
-    con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str]], staged: Iterable[StagedBatch]
+    con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str]], staged: Iterable[StagedBatch] = (),
+    parquet_units: Iterable[Path] = (),
 ) -> None:
-    """Replace the staged rows of the exports `keys` (site_id, export_id) with `staged`, in one transaction.
-    `staged` may be a generator, so only one batch at a time is in memory (work units, ketreg/staging/units.py)."""
+    """Replace the staged rows of the exports `keys` (site_id, export_id) with `staged` and/or the rows of
+    `parquet_units` (folders holding `<staging table>.parquet` for every staging table: the work units of
+    ketreg/staging/units.py, read by DuckDB without passing through Python), in one transaction."""
     con.begin()
     try:
         _delete_exports(con, keys, _ALL_STAGING)
@@ -271,6 +273,10 @@ def write_staged(
             _insert(con, "staging.quarantine", batch.quarantine)
             _insert(con, "staging.file_counts", batch.file_counts)
             _insert(con, "staging.exports", batch.exports)
+        for unit in parquet_units:
+            for name in _ALL_STAGING:
+                con.execute(f"INSERT INTO staging.{name} BY NAME SELECT * FROM read_parquet(?)",
+                            [str(unit / f"{name}.parquet")])
         con.commit()
     except BaseException:
         con.rollback()

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -118,7 +117,7 @@ def load_units(
 ) -> StagingReport:
     """Bring staging in line with the landing folder (`exports`, as scanned when the units were planned) from
     the units: exports no longer in the landing dropped, the units' exports replaced, the others left alone;
-    in one transaction, reading one unit at a time."""
+    in one transaction, DuckDB reading the units' Parquet files."""
     staged = staged_fingerprints(con)
     in_landing = {(e.site_id, e.export_id) for e in exports}
     gone = sorted(set(staged) - in_landing)
@@ -128,12 +127,7 @@ def load_units(
         covered.update(_unit_exports(unit))
         report = report.followed_by(_unit_report(unit))
     report.unchanged = [e.label for e in exports if (e.site_id, e.export_id) not in covered]
-
-    def batches() -> Iterator[StagedBatch]:
-        for unit in units:
-            yield read_unit(unit)[0]
-
-    write_staged(con, [*gone, *sorted(covered)], batches())
+    write_staged(con, [*gone, *sorted(covered)], parquet_units=units)
     return report
 
 
