@@ -208,6 +208,22 @@ def test_parallel_staging_runs_on_postgres_instance_and_equals_serial(
     assert staging_digests(tmp_path / "parallel" / "registry_work.duckdb") == staging_digests(serial_db)
 
 
+def _wait_until_code_server_let_go(context, run_id: str) -> None:
+    """The code server checks the instance once its run process has ended; let it, before the fixture drops the
+    database (else the server retries the dropped database for ever and never shuts down)."""
+    from dagster._grpc.types import CanCancelExecutionRequest, CanCancelExecutionResult
+    from dagster._serdes import deserialize_value
+
+    client = next(iter(context.create_request_context().get_code_location_entries().values())).code_location.client
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        answer = deserialize_value(client.can_cancel_execution(CanCancelExecutionRequest(run_id=run_id)),
+                                   CanCancelExecutionResult)
+        if not answer.can_cancel:
+            return
+        time.sleep(1)
+
+
 def test_daemon_launches_the_sensors_run_which_stages_in_parallel_and_publishes(
     pg_instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -233,6 +249,7 @@ def test_daemon_launches_the_sensors_run_which_stages_in_parallel_and_publishes(
         deadline = time.monotonic() + 900
         while not pg_instance.get_run_by_id(run_id).is_finished and time.monotonic() < deadline:
             time.sleep(2)
+        _wait_until_code_server_let_go(context, run_id)
     run = pg_instance.get_run_by_id(run_id)
     assert run.status == dg.DagsterRunStatus.SUCCESS, [
         e.message for e in pg_instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
