@@ -8,7 +8,10 @@ imported this module only — not the registry's code location (`pipelines.defin
 Expectations and reports) — so a step starts in milliseconds instead of seconds."""
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from pathlib import Path
 
 import dagster as dg
@@ -133,6 +136,17 @@ def run_config(workers: int, instance: dg.DagsterInstance) -> dict:
     }}}
 
 
+@contextmanager
+def _fresh_forkserver() -> Iterator[None]:
+    """Python keeps one forkserver per process, with the environment and preloads of its first start: stop it
+    after the run, so a later fan-out in this process (another instance, changed environment) gets its own, and
+    none outlives the run. `_stop` is the standard library's own shutdown (no public one in Python 3.11)."""
+    try:
+        yield
+    finally:
+        forkserver._forkserver._stop()
+
+
 @dataclass
 class ParallelStaging:
     run_id: str
@@ -149,8 +163,10 @@ def stage_in_parallel(settings: RegistrySettings, instance: dg.DagsterInstance, 
         run_instance = instance
         if instance.is_ephemeral:
             run_instance = dg.DagsterInstance.local_temp(temporary, overrides={"telemetry": {"enabled": False}})
-        with dg.execute_job(job, instance=run_instance, run_config=run_config(settings.staging_workers, run_instance),
-                            tags=tags, raise_on_error=False) as result:
+        with _fresh_forkserver(), dg.execute_job(
+            job, instance=run_instance, run_config=run_config(settings.staging_workers, run_instance), tags=tags,
+            raise_on_error=False,
+        ) as result:
             if not result.success:
                 failed = [
                     f"{event.step_key}: {event.step_failure_data.error.message.strip()[:500]}"
