@@ -59,7 +59,7 @@ def _run(args: argparse.Namespace) -> int:
             landing, analyst_db, Path(args.work_db) if args.work_db else None,
             Path(args.protocol) if args.protocol else None, rebuild=args.rebuild, rekey=args.rekey,
             limits_file=Path(args.limits) if args.limits else None, retired_sites=args.retire_site,
-            sites_dir=sites_dir, publish_url=args.publish or "",
+            sites_dir=sites_dir, publish_url=args.publish or "", staging_workers=args.workers,
         )
     except (MissingPseudonymKey, ProtocolError, KeyMismatch, LimitsError, PostgresPublishError) as exc:
         print(f"ketreg run: {exc}", file=sys.stderr)
@@ -209,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--publish", metavar="POSTGRESQL_URL",
         help="also publish to PostgreSQL: the analysts' tier and the site tier with row-level security "
              "(docs/deployment.md); the password goes in PGPASSWORD or ~/.pgpass, not the URL",
+    )
+    run.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="validate exports in N parallel processes (docs/deployment.md); default 1, in the run's own process",
     )
     run.set_defaults(handler=_run)
 

@@ -39,6 +39,7 @@ def run_pipeline(
     retired_sites: list[str] | None = None,
     sites_dir: Path | None = None,
     publish_url: str = "",
+    staging_workers: int = 1,
 ) -> RunOutcome:
     """Run the registry job (every asset and check, as sensors and schedules launch it) in this process.
     Uses the Dagster instance of DAGSTER_HOME when it is set, so the run shows in `dagster dev`;
@@ -58,6 +59,7 @@ def run_pipeline(
         retired_sites=list(retired_sites or []),
         sites_dir=str(sites_dir or ""),
         publish_url=publish_url,
+        staging_workers=staging_workers,
     )
     settings.limits()  # a broken limits file is a usage error, before anything runs
     rekeyed_from = check_key_matches(key, settings.work_db_path, settings.analyst_db_path, rekey)

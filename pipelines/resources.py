@@ -41,6 +41,8 @@ class RegistrySettings(dg.ConfigurableResource):
     # ~/.pgpass hold it); empty = the DuckDB analysts' file only. Site roles are <prefix><site_id>.
     publish_url: str = ""
     publish_site_role_prefix: str = "ketreg_site_"
+    # Processes that validate exports at once (pipelines/staging_fanout.py); 1 = in the staging step itself.
+    staging_workers: int = 1
 
     @property
     def landing_path(self) -> Path:
@@ -104,6 +106,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             protocol_file=os.environ.get("KETREG_PROTOCOL", ""),
             sites_dir=os.environ.get("KETREG_SITES_DIR", ""),
             publish_url=os.environ.get("KETREG_PUBLISH_URL", ""),
+            staging_workers=int(os.environ.get("KETREG_STAGING_WORKERS", "1")),
         ),
         "pseudonym_key": PseudonymKey(),
     }

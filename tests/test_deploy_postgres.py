@@ -4,15 +4,18 @@ does it) against an instance loaded from that file, and a second instance (anoth
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
 import shutil
+import signal
 import time
 import zlib
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import psycopg
 import pytest
 from postgres_support import FreshDatabase, fresh_database
@@ -161,3 +164,112 @@ def test_landing_sensor_ticks_and_schedule_is_evaluated_on_postgres_instance(
     with psycopg.connect(pg_database.url) as con:
         stored_ticks = con.execute("SELECT count(*) FROM job_ticks").fetchone()[0]
     assert stored_ticks == 2
+
+
+def test_parallel_staging_runs_on_postgres_instance_and_equals_serial(
+    pg_instance: dg.DagsterInstance, pg_database: FreshDatabase, tmp_path: Path
+):
+    from ketreg.landing.discovery import scan_landing
+    from ketreg.registry.release import table_fingerprints
+    from ketreg.staging.stage import stage_landing
+    from ketreg.staging.tables import ensure_staging_tables
+    from ketreg.synthetic import generate_landing
+    from pipelines.staging_fanout import JOB_NAME, stage_in_parallel
+    from schemas.protocol import load_protocol
+
+    landing = tmp_path / "landing"
+    generate_landing(landing, sites=3, patients_per_site=10, seed=8, error_rate=0.05)
+    serial_db = tmp_path / "serial" / "registry_work.duckdb"
+    serial_db.parent.mkdir()
+    with duckdb.connect(str(serial_db)) as con:
+        ensure_staging_tables(con)
+        stage_landing(con, scan_landing(landing).exports, load_protocol())
+    settings = RegistrySettings(landing_dir=str(landing), analyst_db=str(tmp_path / "parallel" / "registry.duckdb"),
+                                staging_workers=2)
+    parallel = stage_in_parallel(settings, pg_instance, tags={})
+
+    # Every step process wrote its events to the PostgreSQL database; another host's instance sees the run.
+    with psycopg.connect(pg_database.url) as con:
+        steps = con.execute(
+            "SELECT step_key FROM event_logs WHERE run_id = %s AND dagster_event_type = 'STEP_SUCCESS' ORDER BY 1",
+            [parallel.run_id],
+        ).fetchall()
+    assert [key for (key,) in steps] == [
+        "load_staging_units", "plan_staging_shares", "stage_staging_share[share_0]", "stage_staging_share[share_1]"
+    ]
+    with dg.DagsterInstance.get() as other_host:
+        run = other_host.get_run_by_id(parallel.run_id)
+        workers = other_host.all_logs(parallel.run_id, of_type=dg.DagsterEventType.STEP_WORKER_STARTED)
+    assert run.job_name == JOB_NAME and run.status == dg.DagsterRunStatus.SUCCESS
+    assert len({event.dagster_event.event_specific_data.metadata["pid"].text for event in workers}) == 4
+
+    def staging_digests(path: Path) -> dict:
+        with duckdb.connect(str(path), read_only=True) as con:
+            return {k: v for k, v in table_fingerprints(con).items() if k.startswith("staging.")}
+
+    assert staging_digests(tmp_path / "parallel" / "registry_work.duckdb") == staging_digests(serial_db)
+
+
+def _code_servers_started_here() -> list[int]:
+    """Pids of the `dagster api grpc` code servers this test process started (the daemon workspace's)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ")
+        except (OSError, ValueError, IndexError):  # ended meanwhile
+            continue
+        if ppid == os.getpid() and b"dagster api grpc" in command:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _end_code_servers(pids: list[int]) -> None:
+    """A code server that launched a run checks the instance when the run's process has ended; if the fixture
+    drops the database first, it retries for ever and never exits (seen here with and without parallel staging).
+    Give it its 20 s heartbeat timeout to exit, then end it."""
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(1)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+@pytest.mark.slow
+def test_daemon_launches_the_sensors_run_which_stages_in_parallel_and_publishes(
+    pg_instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The whole deployed path on one host: the sensor queues a run, the run queue daemon dequeues it, the
+    DefaultRunLauncher starts it in a run worker process through the code server, and the run — with
+    KETREG_STAGING_WORKERS=2, its staging fanned out to a run of its own — publishes."""
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+    from dagster._daemon.sensor import execute_sensor_iteration
+
+    from pipelines.staging_fanout import JOB_NAME
+
+    analyst_db = tmp_path / "out" / "registry.duckdb"
+    monkeypatch.setenv("KETREG_LANDING", str(_landing(tmp_path)))
+    monkeypatch.setenv("KETREG_DB", str(analyst_db))
+    monkeypatch.setenv("KETREG_STAGING_WORKERS", "2")
+    logger = logging.getLogger("test_daemon")
+    with _workspace(pg_instance) as context:
+        sensor = _remote_repository(context).get_sensor("landing_sensor")
+        pg_instance.start_sensor(sensor)
+        list(execute_sensor_iteration(context, logger, None, None))
+        (run_id,) = pg_instance.get_ticks(sensor.get_remote_origin_id(), sensor.selector_id)[0].run_ids
+        list(QueuedRunCoordinatorDaemon(interval_seconds=1).run_iteration(context))
+        deadline = time.monotonic() + 900
+        while not pg_instance.get_run_by_id(run_id).is_finished and time.monotonic() < deadline:
+            time.sleep(2)
+        code_servers = _code_servers_started_here()
+    _end_code_servers(code_servers)
+    run = pg_instance.get_run_by_id(run_id)
+    assert run.status == dg.DagsterRunStatus.SUCCESS, [
+        e.message for e in pg_instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    ]
+    fanout = pg_instance.get_runs(dg.RunsFilter(job_name=JOB_NAME))
+    assert [(r.tags["ketreg/registry_run"], r.status) for r in fanout] == [(run_id, dg.DagsterRunStatus.SUCCESS)]
+    with duckdb.connect(str(analyst_db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM patients").fetchone()[0] > 0

@@ -4,8 +4,9 @@ export's staged rows, quarantine and counts inside one transaction per batch of 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -50,6 +51,22 @@ class StagingReport:
     rows_read: dict[str, int] = field(default_factory=dict)
     rows_quarantined: dict[str, int] = field(default_factory=dict)
 
+    def followed_by(self, later: StagingReport) -> StagingReport:
+        """This pass and a later one over the same landing as one report: what the later pass found unchanged
+        because this one staged it counts as staged."""
+        done = {*self.staged, *self.rejected}
+        combined = StagingReport(
+            staged=[*self.staged, *later.staged],
+            unchanged=[label for label in later.unchanged if label not in done],
+            removed=[*self.removed, *later.removed],
+            rejected={**self.rejected, **later.rejected},
+        )
+        for counts in ("rows_read", "rows_quarantined"):
+            for report in (self, later):
+                for table, rows in getattr(report, counts).items():
+                    getattr(combined, counts)[table] = getattr(combined, counts).get(table, 0) + rows
+        return combined
+
 
 def _referenced_columns(parent: TableContract) -> tuple[str, ...]:
     return tuple(
@@ -87,12 +104,18 @@ def validate_tables(
         yield table, raw, result
 
 
-def _batches(exports: list[LandingExport]) -> Iterator[list[LandingExport]]:
+def export_bytes(export: LandingExport) -> int:
+    """The size of an export's files: the measure of its work and memory when staged."""
+    return sum(f.size_bytes for f in export.files.values())
+
+
+def export_batches(exports: list[LandingExport]) -> Iterator[list[LandingExport]]:
+    """Consecutive exports in batches of about BATCH_BYTES of files (the last one smaller)."""
     batch: list[LandingExport] = []
     size = 0
     for export in exports:
         batch.append(export)
-        size += sum(f.size_bytes for f in export.files.values())
+        size += export_bytes(export)
         if size >= BATCH_BYTES:
             yield batch
             batch, size = [], 0
@@ -235,8 +258,13 @@ def validate_batch(
     )
 
 
-def write_staged(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str]], staged: list[StagedBatch]) -> None:
-    """Replace the staged rows of the exports `keys` (site_id, export_id) with `staged`, in one transaction."""
+def write_staged(
+    con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str]], staged: Iterable[StagedBatch] = (),
+    parquet_units: Iterable[Path] = (),
+) -> None:
+    """Replace the staged rows of the exports `keys` (site_id, export_id) with `staged` and/or the rows of
+    `parquet_units` (folders holding `<staging table>.parquet` for every staging table: the work units of
+    ketreg/staging/units.py, read by DuckDB without passing through Python), in one transaction."""
     con.begin()
     try:
         _delete_exports(con, keys, _ALL_STAGING)
@@ -246,6 +274,10 @@ def write_staged(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str]], st
             _insert(con, "staging.quarantine", batch.quarantine)
             _insert(con, "staging.file_counts", batch.file_counts)
             _insert(con, "staging.exports", batch.exports)
+        for unit in parquet_units:
+            for name in _ALL_STAGING:
+                con.execute(f"INSERT INTO staging.{name} BY NAME SELECT * FROM read_parquet(?)",
+                            [str(unit / f"{name}.parquet")])
         con.commit()
     except BaseException:
         con.rollback()
@@ -298,6 +330,6 @@ def stage_landing(
             report.unchanged.append(export.label)
         else:
             to_stage.append(export)
-    for batch in _batches(to_stage):
+    for batch in export_batches(to_stage):
         _stage_batch(con, batch, protocol, rules, report)
     return report

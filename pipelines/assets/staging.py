@@ -8,6 +8,7 @@ from ketreg.staging.stage import stage_landing
 from ketreg.staging.tables import STAGED_TABLES, ensure_staging_tables
 from pipelines.metadata import table_metadata
 from pipelines.resources import RegistrySettings
+from pipelines.staging_fanout import stage_in_parallel
 
 
 @dg.multi_asset(
@@ -21,11 +22,18 @@ from pipelines.resources import RegistrySettings
 )
 def stage_exports(context: dg.AssetExecutionContext, settings: RegistrySettings, scan: LandingScan):
     """One step for all staged tables: an export's files are validated together, since a child row is
-    quarantined when its parent was, and a broken file rejects its whole export."""
+    quarantined when its parent was, and a broken file rejects its whole export. With `staging_workers` > 1
+    the exports are validated by a parallel run first (pipelines/staging_fanout.py); the serial pass after it
+    finds them staged and only catches an export that changed in between."""
+    parallel = None
+    if settings.staging_workers > 1:
+        parallel = stage_in_parallel(settings, context.instance, tags={"ketreg/registry_run": context.run_id})
     with settings.working_db() as con:
         ensure_staging_tables(con)
         report = stage_landing(con, scan.exports, settings.protocol())
         tables = {name: table_metadata(con, "staging", name) for name in STAGED_TABLES}
+    if parallel is not None:
+        report = parallel.report.followed_by(report)
     for label, reason in report.rejected.items():
         context.log.warning(f"export {label} rejected: {reason}")
     shared = {
@@ -33,7 +41,10 @@ def stage_exports(context: dg.AssetExecutionContext, settings: RegistrySettings,
         "exports_unchanged": len(report.unchanged),
         "exports_removed": len(report.removed),
         "exports_rejected": dg.MetadataValue.json(report.rejected),
+        "staging_workers": settings.staging_workers,
     }
+    if parallel is not None:
+        shared["parallel_staging_run"] = parallel.run_id
     for name in STAGED_TABLES:
         metadata = {**tables[name], **shared}
         if name in report.rows_read:
