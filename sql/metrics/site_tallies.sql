@@ -1,10 +1,10 @@
 -- metrics_partial.site_tallies (working store only, never published): each site's partial sums of the
 -- registry's figures (metrics.registry_metrics), one row per site, metric and stratum: rows that count into the
--- numerator, rows in the denominator, and the sums a mean or a rate needs (values, squared values, seconds of infusion). A site's sums come from its own patients
--- only, so they are rebuilt only for the sites whose rows changed (ketreg/incremental/sites.py), and
--- metrics.registry_metrics adds them up: every sum is of whole numbers, so the total is exactly the one a
--- single pass over every site gives. Definitions of each metric: sql/metrics/registry_metrics.sql and
--- docs/metrics.md.
+-- numerator, rows in the denominator, and the sums a mean or a rate needs (values, squared values, seconds of
+-- infusion). A site's sums come from its own patients only, so they are rebuilt only for the sites whose rows
+-- changed (ketreg/incremental/sites.py), and metrics.registry_metrics adds them up: every sum is of whole
+-- numbers, so the total is exactly the one a single pass over every site gives. Definitions of each metric:
+-- sql/metrics/registry_metrics.sql and docs/metrics.md.
 CREATE OR REPLACE TABLE metrics_partial.site_tallies AS
 WITH outcomes AS (
     SELECT * FROM metrics.patient_outcomes
@@ -296,7 +296,7 @@ by_own_stratum AS (
         sum(value * value) AS value_sum_squares,
         sum(exposure_s) AS exposure_s
     FROM all_facts
-    JOIN (SELECT patient_key, site_id FROM outcomes) USING (patient_key)
+    JOIN (SELECT patient_key, site_id FROM outcomes) AS patient_sites USING (patient_key)
     WHERE stratum_type IS NOT NULL
     GROUP BY ALL
 )
