@@ -27,7 +27,8 @@ BATCH_BYTES = 96 * 1024 * 1024
 
 _VALIDATION_SOURCES = [
     *sorted(package_folder("schemas").glob("*.py")),
-    *(package_folder("ketreg.landing") / name for name in ("reader.py", "mapping.py", "formats.py", "mapped.py")),
+    *(package_folder("ketreg.landing") / name
+      for name in ("reader.py", "mapping.py", "formats.py", "apply_mapping.py")),
 ]
 
 
