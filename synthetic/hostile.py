@@ -20,7 +20,7 @@ import yaml
 from synthetic import generate_landing
 
 GOOD_SITE = "site_01"
-EXCEL_MAPPING = Path(__file__).resolve().parents[2] / "sites" / "site_03_excel.yaml"
+EXCEL_MAPPING = Path(__file__).resolve().parents[1] / "sites" / "site_03_excel.yaml"
 
 
 @dataclass(frozen=True)
