@@ -24,7 +24,7 @@ demo: install
 	mkdir -p $(DEMO)/dagster_home
 	@# Telemetry off and no "No dagster.yaml found" warning; an existing file (yours) is left alone.
 	test -f $(DEMO)/dagster_home/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DEMO)/dagster_home/dagster.yaml
-	$(BIN)/ketreg generate --out $(DEMO)/landing --sites 4 --patients-per-site 60 --seed 7 --error-rate 0.02 \
+	$(BIN)/python -m synthetic generate --out $(DEMO)/landing --sites 4 --patients-per-site 60 --seed 7 --error-rate 0.02 \
 		--shapes canonical,semicolon,excel,redcap
 	@echo "Using the published demo pseudonym key (synthetic data only; real runs need their own KETREG_PSEUDONYM_KEY)."
 	@# Exit 3 = published, but some exports rejected: the synthetic landing holds a broken export on purpose

@@ -1,6 +1,6 @@
 """Time and memory of `ketreg run` on each hostile export, at the sizes of the review that found them.
 
-For each case of `ketreg.synthetic.hostile` (1,000,000-column header, 10 MB line, 20 MB file with an
+For each case of `synthetic.hostile` (1,000,000-column header, 10 MB line, 20 MB file with an
 unbalanced quote, a workbook unpacking to a 200 MB shared string, links, a FIFO, …): a landing folder with the
 good site and that case only, one `ketreg run` in a fresh subprocess with its own DAGSTER_HOME, wall seconds
 and the child's peak RSS (`os.wait4`). The baseline is the good site alone. Prints a table and writes
@@ -22,7 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-from ketreg.synthetic.hostile import BENCHMARK_SIZES, GOOD_SITE, write_hostile_landing
+# The generator is a dev tool in the checkout (synthetic/), not installed with ketreg.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from synthetic.hostile import BENCHMARK_SIZES, GOOD_SITE, write_hostile_landing
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 OUT = HERE / "out"
 BIN = Path(sys.executable).parent
 BENCH_KEY = "benchmark-key-synthetic-data-only"
@@ -84,9 +85,9 @@ def bench_size(sites: int, patients: int, error_rate: float) -> dict:
     if not (landing / ".generator-manifest.json").exists():
         shutil.rmtree(workdir, ignore_errors=True)
         subprocess.run(
-            [str(BIN / "ketreg"), "generate", "--out", str(landing), "--sites", str(sites),
+            [sys.executable, "-m", "synthetic", "generate", "--out", str(landing), "--sites", str(sites),
              "--patients-per-site", str(patients), "--seed", "11", "--error-rate", str(error_rate)],
-            check=True, stdout=subprocess.DEVNULL,
+            check=True, stdout=subprocess.DEVNULL, cwd=ROOT,  # the generator is a dev tool in the checkout
         )
     for stale in workdir.glob("*.duckdb*"):
         stale.unlink()

@@ -107,8 +107,10 @@ def generated_landing(sites: int, patients: int) -> tuple[str, Path]:
     shutil.rmtree(root, ignore_errors=True)
     landing = root / "landing"
     root.mkdir(parents=True)
-    measured([str(Path(python).parent / "ketreg"), "generate", "--out", str(landing), "--sites", str(sites),
-              "--patients-per-site", str(patients), "--seed", "3", "--error-rate", "0.01"], root / "generate.log")
+    # The generator is a dev tool in the checkout (synthetic/), not installed with ketreg.
+    measured([python, "-m", "synthetic", "generate", "--out", str(landing), "--sites", str(sites),
+              "--patients-per-site", str(patients), "--seed", "3", "--error-rate", "0.01"], root / "generate.log",
+             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     return f"{sites}x{patients}", landing
 
 

@@ -1,4 +1,7 @@
-"""`ketreg`: generate synthetic site exports, run the registry pipeline, and freeze releases."""
+"""`ketreg`: run the registry pipeline, pre-flight a site's export, and freeze releases.
+
+Synthetic landings come from the dev tool `python -m synthetic generate` (synthetic/, not in this package).
+"""
 
 from __future__ import annotations
 
@@ -12,19 +15,6 @@ from ketreg.errors import UsageError, existing_folder, writable_file_location
 # `ketreg run`: 0 every export accepted and the registry published; 1 nothing published (the run failed or
 # publishing was refused); 2 bad usage or configuration; 3 published, but some exports were rejected (listed).
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_PUBLISHED_WITH_REJECTIONS = 0, 1, 2, 3
-
-
-def _generate(args: argparse.Namespace) -> int:
-    from ketreg.synthetic import generate_landing
-
-    summary = generate_landing(
-        Path(args.out), sites=args.sites, patients_per_site=args.patients_per_site, seed=args.seed,
-        error_rate=args.error_rate, shapes=tuple(s.strip() for s in args.shapes.split(",") if s.strip()),
-    )
-    rows = ", ".join(f"{table} {n}" for table, n in summary.rows_written.items())
-    print(f"Wrote {len(summary.exports)} exports of {len(summary.sites)} synthetic sites to {args.out}: {rows}")
-    print(f"Injected faults: {summary.faults_injected} (listed in {summary.manifest_path})")
-    return EXIT_OK
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -170,19 +160,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ketreg", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ketreg {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-
-    generate = commands.add_parser("generate", help="write synthetic site exports in the landing layout")
-    generate.add_argument("--out", required=True, help="landing folder to write")
-    generate.add_argument("--sites", type=int, default=4)
-    generate.add_argument("--patients-per-site", type=int, default=60)
-    generate.add_argument("--seed", type=int, default=7)
-    generate.add_argument("--error-rate", type=float, default=0.0, help="share of rows given a fault (0 … 1)")
-    generate.add_argument(
-        "--shapes", default="canonical",
-        help="export shapes handed to the sites in turn, comma-separated: canonical, semicolon, excel, redcap "
-             "(a non-canonical site is named site_NN_<shape> and read through sites/site_NN_<shape>.yaml)",
-    )
-    generate.set_defaults(handler=_generate)
 
     run = commands.add_parser("run", help="validate the landing folder and build the registry")
     run.add_argument("--landing", required=True, help="landing folder: <site_id>/<export_id>/<table>.csv")

@@ -53,9 +53,9 @@ def _throwaway_dagster_instance(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _generate_landing() -> Callable[..., Any]:
     try:
-        from ketreg.synthetic import generate_landing
+        from synthetic import generate_landing
     except ImportError as exc:
-        pytest.fail(f"ketreg.synthetic.generate_landing is not available: {exc}")
+        pytest.fail(f"synthetic.generate_landing is not available: {exc}")
     return generate_landing
 
 

@@ -50,7 +50,7 @@ def shared_quality_runs(tmp_path_factory: pytest.TempPathFactory) -> QualityRuns
 
 
 def _make_runs(tmp_path_factory: pytest.TempPathFactory) -> QualityRuns:
-    from ketreg.synthetic import generate_landing
+    from synthetic import generate_landing
 
     root = tmp_path_factory.mktemp("quality")
     landing, clean = root / "landing", root / "clean"

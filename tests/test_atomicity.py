@@ -238,3 +238,43 @@ def test_staging_killed_mid_batch_keeps_the_old_or_the_new_staged_rows(
         finally:
             con.close()
         assert fingerprints(work_db, "staging") == new, f"rerun after a kill at statement {pause_at}"
+
+
+def test_the_transaction_helper_commits_a_finished_block_and_rolls_back_a_raised_one(tmp_path: Path) -> None:
+    from ketreg.warehouse.transaction import transaction
+
+    con = duckdb.connect(str(tmp_path / "t.duckdb"))
+    try:
+        con.execute("CREATE TABLE t (x INTEGER)")
+        with transaction(con):
+            con.execute("INSERT INTO t VALUES (1)")
+        # An error, and an interruption (not an Exception), both leave the table as it was and propagate.
+        for interruption in (ValueError("bad row"), KeyboardInterrupt()):
+            with pytest.raises(type(interruption)), transaction(con):
+                con.execute("INSERT INTO t VALUES (2)")
+                con.execute("DELETE FROM t WHERE x = 1")
+                raise interruption
+        assert con.execute("SELECT x FROM t").fetchall() == [(1,)]
+        con.execute("INSERT INTO t VALUES (3)")  # no transaction left open: autocommit again
+    finally:
+        con.close()
+    reopened = duckdb.connect(str(tmp_path / "t.duckdb"), read_only=True)
+    try:
+        assert reopened.execute("SELECT x FROM t ORDER BY x").fetchall() == [(1,), (3,)]
+    finally:
+        reopened.close()
+
+
+def test_writes_open_transactions_only_through_the_helper() -> None:
+    """One begin/commit/rollback block (ketreg/warehouse/transaction.py), not copies of it in each module."""
+    root = Path(__file__).resolve().parents[1]
+    helper = root / "ketreg" / "warehouse" / "transaction.py"
+    copies = [
+        f"{path.relative_to(root)}:{number}"
+        for package in ("ketreg", "pipelines", "schemas")
+        for path in sorted((root / package).rglob("*.py")) if path != helper
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if any(call in line for call in (".begin()", ".rollback()", "BEGIN TRANSACTION", "ROLLBACK"))
+    ]
+    assert "con.rollback()" in helper.read_text(encoding="utf-8")
+    assert copies == []

@@ -173,9 +173,9 @@ def test_parallel_staging_runs_on_postgres_instance_and_equals_serial(
     from ketreg.registry.release import table_fingerprints
     from ketreg.staging.stage import stage_landing
     from ketreg.staging.tables import ensure_staging_tables
-    from ketreg.synthetic import generate_landing
     from pipelines.staging_fanout import JOB_NAME, stage_in_parallel
     from schemas.protocol import load_protocol
+    from synthetic import generate_landing
 
     landing = tmp_path / "landing"
     generate_landing(landing, sites=3, patients_per_site=10, seed=8, error_rate=0.05)

@@ -496,7 +496,7 @@ def _published_fingerprints(path: Path) -> dict[str, dict[str, object]]:
 
 
 def test_two_runs_on_the_same_landing_publish_identical_tables(tmp_path: Path):
-    from ketreg.synthetic import generate_landing
+    from synthetic import generate_landing
 
     landing = tmp_path / "landing"
     # Large enough for the multivariable predictors model to be fitted (the source of the last-digit drift).

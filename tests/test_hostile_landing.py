@@ -1,7 +1,7 @@
 """A site's export can't leak the key, read other files, or stall the registry.
 
 One real `ketreg run` (a subprocess, with its own DAGSTER_HOME, as a service would run it) on a landing
-folder holding one good site and every hostile case of `ketreg.synthetic.hostile` beside it: links out of
+folder holding one good site and every hostile case of `synthetic.hostile` beside it: links out of
 the landing folder (to a file, to /proc/self/environ, a linked export folder, a linked site folder), a FIFO,
 a headerless file with a name in it, a site name ending in a line break, an unbalanced quote in a large
 file, a very wide header, a 10 MB line, an .xlsx bomb and free text where a coded value belongs.
@@ -27,7 +27,7 @@ from support import query_db, text_cells
 
 from ketreg import cli
 from ketreg.landing.messages import MAX_MESSAGE_CHARS
-from ketreg.synthetic.hostile import GOOD_SITE, Canaries, write_hostile_landing
+from synthetic.hostile import GOOD_SITE, Canaries, write_hostile_landing
 
 pytestmark = pytest.mark.slow  # one end-to-end `ketreg run` in a subprocess (about 45 s), shared by the module
 KETREG = Path(sys.executable).parent / "ketreg"

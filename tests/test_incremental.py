@@ -14,7 +14,7 @@ from support import TEST_KEY, write_export
 
 from ketreg.registry.release import table_fingerprints
 from ketreg.run import RunOutcome, run_pipeline
-from ketreg.synthetic import generate_landing
+from synthetic import generate_landing
 
 # Assets downstream of staging: each is rebuilt, or reported skipped, in every run. The PostgreSQL target
 # (off without a publish_url) is not skipped: whether the server still holds what was published is not checked.

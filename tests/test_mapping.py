@@ -15,9 +15,9 @@ import pytest
 import yaml
 from support import EXPORT_ID, Rows, write_export
 
+from ketreg.landing.apply_mapping import read_mapped_export
 from ketreg.landing.discovery import scan_export, scan_landing
 from ketreg.landing.exports import read_export
-from ketreg.landing.mapped import read_mapped_export
 from ketreg.landing.mapping import ColumnSpec, SiteMapping
 from ketreg.landing.reader import UnreadableFile
 from ketreg.staging.stage import validate_tables

@@ -1,4 +1,4 @@
-"""The demo's sites: `ketreg generate --shapes canonical,semicolon,excel,redcap` writes exports that the
+"""The demo's sites: `python -m synthetic generate --shapes canonical,semicolon,excel,redcap` writes exports that the
 committed mappings in `sites/` read, and its fault manifest stays exact, by the site's own lines."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from ketreg.landing.exports import read_export
 from ketreg.landing.mapping import load_mapping
 from ketreg.landing.reader import UnreadableFile
 from ketreg.staging.stage import validate_tables
-from ketreg.synthetic import generate_landing
 from schemas.protocol import load_protocol
+from synthetic import generate_landing
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = ("canonical", "semicolon", "excel", "redcap")
@@ -91,7 +91,7 @@ def test_nothing_else_is_quarantined_for_a_reason_of_its_own(demo) -> None:
 
 
 def test_cli_generate_hands_the_shapes_to_the_sites_in_turn(tmp_path: Path, capsys) -> None:
-    from ketreg.cli import main
+    from synthetic.cli import main
 
     code = main(["generate", "--out", str(tmp_path), "--sites", "3", "--patients-per-site", "5",
                  "--shapes", "excel,redcap"])

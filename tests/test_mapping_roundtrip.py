@@ -15,10 +15,10 @@ import pytest
 from support import run_registry
 from test_mapping import stage_folder
 
-from ketreg.synthetic.shapes import SHAPES, write_shape
-from ketreg.synthetic.site import simulate_site
-from ketreg.synthetic.snapshot import snapshot
-from ketreg.synthetic.timeline import EXPORTS
+from synthetic.shapes import SHAPES, write_shape
+from synthetic.site import simulate_site
+from synthetic.snapshot import snapshot
+from synthetic.timeline import EXPORTS
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_MAPPINGS = {"semicolon": "site_02_semicolon", "excel": "site_03_excel", "redcap": "site_04_redcap"}

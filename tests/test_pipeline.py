@@ -42,6 +42,7 @@ from ketreg.summary import run_summary
 from schemas.identifiers import looks_like_identifier
 from schemas.protocol import DEFAULT_PROTOCOL_FILE
 from schemas.tables import TABLES
+from synthetic import cli as synthetic_cli
 
 ExportWriter = Callable[..., Path]
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -774,7 +775,7 @@ def test_cli_generate_then_run_publishes_the_registry_and_prints_a_summary(
     monkeypatch.chdir(tmp_path)
     landing, db = Path("landing"), Path("out") / "registry.duckdb"
 
-    assert cli.main(["generate", "--out", str(landing), "--sites", "2", "--patients-per-site", "8",
+    assert synthetic_cli.main(["generate", "--out", str(landing), "--sites", "2", "--patients-per-site", "8",
                      "--seed", "5"]) == 0
     generated = capsys.readouterr().out
     assert cli.main(["run", "--landing", str(landing), "--db", str(db)]) == 0

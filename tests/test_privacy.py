@@ -25,7 +25,7 @@ from support import RegistryRun, query_db, run_registry, table_names, text_cells
 from ketreg.registry.aggregates import AGGREGATES_FOLDER, METRICS_FILE, write_aggregates
 from ketreg.registry.release import DATABASE_FILE, make_release, verify_release
 from ketreg.reports.site_folders import SITES_FOLDER
-from ketreg.synthetic import generate_landing
+from synthetic import generate_landing
 
 CANARIES = {"site_01": b"CANARY01x", "site_02": b"CANARY02x"}
 K = 5

@@ -18,10 +18,10 @@ from ketreg.run import run_pipeline
 from ketreg.staging.stage import export_bytes, stage_landing
 from ketreg.staging.tables import ensure_staging_tables
 from ketreg.staging.units import UNITS_FOLDER, plan_shares, read_unit, stage_unit
-from ketreg.synthetic import generate_landing
 from pipelines.resources import RegistrySettings
 from pipelines.staging_fanout import JOB_NAME, stage_in_parallel
 from schemas.protocol import load_protocol
+from synthetic import generate_landing
 
 
 def _digests(path: Path, prefix: str = "staging.") -> dict[str, dict[str, object]]:

@@ -17,8 +17,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from ketreg.synthetic import GenerationSummary, generate_landing
 from schemas.identifiers import looks_like_identifier
+from synthetic import GenerationSummary, generate_landing
 
 TABLES = ("patients", "infusions", "assessments", "adverse_events", "dispositions")
 HEADERS = {

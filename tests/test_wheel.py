@@ -68,6 +68,9 @@ def test_the_wheel_holds_every_sql_config_and_vendored_file(installed: tuple[Pat
     }
     assert any(name.startswith("sql/registry/") for name in expected)  # the globs found the data at all
     assert expected - names == set()
+    # The synthetic generator is a dev tool (synthetic/ at the repository root), not the product: not in the wheel.
+    assert (ROOT / "synthetic" / "generate.py").is_file()  # it exists in the checkout, so its absence means something
+    assert [name for name in names if "synthetic" in name.split("/")] == []
 
 
 def test_the_installed_package_finds_its_sql_and_config_outside_the_repository(
@@ -110,3 +113,8 @@ def test_the_installed_package_finds_its_sql_and_config_outside_the_repository(
     assert "Traceback" not in checked.stderr
     version = _run([str(venv / "bin" / "ketreg"), "--version"], cwd=tmp_path, env=env)
     assert version.stdout.strip() == "ketreg 0.1.0"
+    # Neither the generator nor a command for it in the installed product.
+    generator = _run([str(venv / "bin" / "python"), "-c", "import synthetic"], cwd=tmp_path, env=env)
+    assert "No module named 'synthetic'" in generator.stderr
+    generate = _run([str(venv / "bin" / "ketreg"), "generate", "--out", str(tmp_path / "x")], cwd=tmp_path, env=env)
+    assert generate.returncode == 2 and "invalid choice: 'generate'" in generate.stderr

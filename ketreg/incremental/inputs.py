@@ -30,8 +30,8 @@ from ketreg.incremental.sites import site_digests
 from ketreg.landing.retired import retired_sites
 from ketreg.package_data import package_folder
 
-# Code and configuration whose change may change an output. Tests, docs and the synthetic generator
-# (which writes landings, never reads one) are left out on purpose.
+# Code and configuration whose change may change an output. Tests, docs and the synthetic generator (its own
+# top-level package, synthetic/, outside these folders: it writes landings, never reads one) are left out.
 _CODE_GLOBS = (
     ("ketreg", "**/*.py"),
     ("pipelines", "**/*.py"),
@@ -39,7 +39,6 @@ _CODE_GLOBS = (
     ("sql", "**/*.sql"),
     ("config", "**/*"),
 )
-_NOT_CODE = ("ketreg/synthetic/",)
 
 
 def code_fingerprint() -> str:
@@ -49,7 +48,7 @@ def code_fingerprint() -> str:
         root = package_folder(folder)  # code and data packages alike, from a checkout or an installed wheel
         for path in sorted(root.glob(pattern)):
             relative = f"{folder}/{path.relative_to(root).as_posix()}"
-            if not path.is_file() or "__pycache__" in relative or relative.startswith(_NOT_CODE):
+            if not path.is_file() or "__pycache__" in relative:
                 continue
             digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()

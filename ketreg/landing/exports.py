@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from ketreg.landing import messages
+from ketreg.landing.apply_mapping import read_mapped_export
 from ketreg.landing.discovery import LandingExport
 from ketreg.landing.formats import UnreadableSource
 from ketreg.landing.limits import LimitExceeded
-from ketreg.landing.mapped import read_mapped_export
 from ketreg.landing.reader import UnreadableFile, read_export_file
 from ketreg.landing.safe_files import NotARegularEntry, link_free_levels
 

@@ -1,6 +1,6 @@
 """A site's mapping file (`sites/<site_id>.yaml`): how its own export becomes the canonical contract.
 
-This module only reads and checks the file; `ketreg.landing.mapped` applies it. Every key is documented in
+This module only reads and checks the file; `ketreg.landing.apply_mapping` applies it. Every key is documented in
 docs/site-mappings.md. A problem in the file is reported with the file's name and the key path, all problems
 together, so a data manager can fix them in one go.
 """

@@ -10,6 +10,7 @@ import polars as pl
 
 from ketreg.incremental.sites import record_sites, run_site_scoped, sites_to_rebuild
 from ketreg.warehouse.connection import run_sql_file, sql_text
+from ketreg.warehouse.transaction import transaction
 from schemas.protocol import MetricSettings, Protocol
 
 # Every table of the metrics schema, in the order they are built; each is an asset `metrics/<name>`.
@@ -46,15 +47,10 @@ def build_sql_table(
     transaction, unless the caller brought them up to date (`partial_sums_current`)."""
     prepare_metrics(con)
     parameters = {**protocol.as_sql_parameters(), **settings.as_sql_parameters()}
-    con.begin()
-    try:
+    with transaction(con):
         if name in SUMMED_FROM and not partial_sums_current:
             run_sql_file(con, f"metrics/{SUMMED_FROM[name]}.sql", parameters)
         run_sql_file(con, f"metrics/{name}.sql", parameters)
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
     ((rows,),) = con.execute(f"SELECT count(*) FROM metrics.{name}").fetchall()
     return rows
 
@@ -81,17 +77,12 @@ def build_sql_table_for_changed_sites(
     table = PER_SITE_METRIC_TABLES[name]
     sites = sites_to_rebuild(con, table, shared_digest, run_id)
     parameters = {**protocol.as_sql_parameters(), **settings.as_sql_parameters()}
-    con.begin()
-    try:
+    with transaction(con):
         if sites is None:
             run_sql_file(con, f"metrics/{name}.sql", parameters)
         elif sites:
             run_site_scoped(con, sql_text(f"metrics/{name}.sql"), parameters, sites)
         record_sites(con, table, shared_digest, run_id)
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
     return sites
 
 

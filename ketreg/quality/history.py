@@ -9,6 +9,7 @@ import duckdb
 
 from ketreg.quality.results import RESULT_COLUMNS, CheckResult, results_frame
 from ketreg.warehouse.connection import run_sql_file
+from ketreg.warehouse.transaction import transaction
 
 
 def record_run(con: duckdb.DuckDBPyConnection, run_id: str, run_at: dt.datetime, results: list[CheckResult]) -> int:
@@ -16,8 +17,7 @@ def record_run(con: duckdb.DuckDBPyConnection, run_id: str, run_at: dt.datetime,
     run-over-run comparison; one transaction. Returns the number of results recorded."""
     frame = results_frame(results)
     con.execute("CREATE SCHEMA IF NOT EXISTS quality")
-    con.begin()
-    try:
+    with transaction(con):
         run_sql_file(con, "quality/check_results.sql")
         con.execute("DELETE FROM quality.check_results WHERE run_id = ?", [run_id])
         con.register("_results", frame)
@@ -32,8 +32,4 @@ def record_run(con: duckdb.DuckDBPyConnection, run_id: str, run_at: dt.datetime,
         finally:
             con.unregister("_results")
         run_sql_file(con, "quality/check_changes.sql")
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
     return len(results)

@@ -8,6 +8,7 @@ from typing import NamedTuple
 import duckdb
 
 from ketreg.warehouse.connection import run_sql_file
+from ketreg.warehouse.transaction import transaction
 
 
 class EvaluationRow(NamedTuple):
@@ -21,17 +22,12 @@ class EvaluationRow(NamedTuple):
 def record_evaluations(con: duckdb.DuckDBPyConnection, run_id: str, rows: list[EvaluationRow]) -> None:
     """Replace the evaluations of these checks with this run's (one transaction)."""
     con.execute("CREATE SCHEMA IF NOT EXISTS quality")
-    con.begin()
-    try:
+    with transaction(con):
         run_sql_file(con, "quality/registry_check_evaluations.sql")
         con.executemany(
             "INSERT OR REPLACE INTO quality.registry_check_evaluations VALUES (?, ?, ?, ?, ?, ?)",
             [[run_id, *row] for row in rows],
         )
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
 
 
 def run_evaluations(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[tuple[str, str], EvaluationRow]:

@@ -9,6 +9,7 @@ from ketreg.incremental.sites import record_sites, run_site_scoped, sites_to_reb
 from ketreg.registry.key_fingerprint import record_key
 from ketreg.registry.pseudonym import install_pseudonym_macro
 from ketreg.warehouse.connection import run_sql_file, scalar, sql_text
+from ketreg.warehouse.transaction import transaction
 from schemas.enums import AE_TERM_CATEGORY
 from schemas.protocol import Protocol
 
@@ -57,15 +58,10 @@ def prepare(con: duckdb.DuckDBPyConnection, key: str, protocol: Protocol, rekey:
 
 def build_table(con: duckdb.DuckDBPyConnection, name: str, protocol: Protocol) -> int:
     """(Re)build one registry table, inside one transaction; returns its row count."""
-    con.begin()
-    try:
+    with transaction(con):
         for key_table in KEY_TABLES.get(name, ()):
             run_sql_file(con, f"keys/{key_table}.sql")
         run_sql_file(con, f"registry/{name}.sql", protocol.as_sql_parameters())
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
     return scalar(con, f"SELECT count(*) FROM registry.{name}")
 
 
@@ -77,8 +73,7 @@ def build_table_for_changed_sites(
     the sites rebuilt, or None when the table was rebuilt whole (first build, or code, protocol, key or
     mappings changed)."""
     sites = sites_to_rebuild(con, f"registry.{name}", shared_digest, run_id) if name in PER_SITE_TABLES else None
-    con.begin()
-    try:
+    with transaction(con):
         parameters = protocol.as_sql_parameters()
         for relative in [*(f"keys/{key_table}.sql" for key_table in KEY_TABLES.get(name, ())), f"registry/{name}.sql"]:
             if sites is None:
@@ -87,8 +82,4 @@ def build_table_for_changed_sites(
                 run_site_scoped(con, sql_text(relative), parameters, sites)
         if name in PER_SITE_TABLES:
             record_sites(con, f"registry.{name}", shared_digest, run_id)
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
     return sites

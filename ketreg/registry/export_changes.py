@@ -8,6 +8,7 @@ import duckdb
 
 from ketreg.warehouse.connection import scalar
 from ketreg.warehouse.sql_files import identifier, render_sql, sql_text, text_literal
+from ketreg.warehouse.transaction import transaction
 from schemas.tables import TABLES, TABLES_BY_NAME, TableContract
 
 _TEMPLATE = "registry/export_changes_for_table.sql"
@@ -42,11 +43,6 @@ def table_changes_sql(table: TableContract) -> str:
 def build_export_changes(con: duckdb.DuckDBPyConnection) -> int:
     """(Re)build registry.export_changes in one transaction; returns its row count."""
     union = "\nUNION ALL\n".join(f"({table_changes_sql(table)})" for table in TABLES)
-    con.begin()
-    try:
+    with transaction(con):
         con.execute(f"CREATE OR REPLACE TABLE registry.export_changes AS SELECT * FROM ({union}) ORDER BY ALL")
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
     return scalar(con, "SELECT count(*) FROM registry.export_changes")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import duckdb
 
 from ketreg.warehouse.connection import run_sql_file, scalar
+from ketreg.warehouse.transaction import transaction
 
 SCHEMA = "site_private"
 # Built after registry.exports (they carry its is_current flag), each by sql/site_private/<name>.sql.
@@ -16,11 +17,6 @@ SITE_PRIVATE_TABLES = ("exports", "file_columns", "quarantine")
 def build_site_private_table(con: duckdb.DuckDBPyConnection, name: str) -> int:
     """(Re)build `site_private.<name>` inside one transaction; returns its row count."""
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    con.begin()
-    try:
+    with transaction(con):
         run_sql_file(con, f"{SCHEMA}/{name}.sql")
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
     return scalar(con, f"SELECT count(*) FROM {SCHEMA}.{name}")

@@ -15,6 +15,7 @@ from ketreg.landing.discovery import LandingExport
 from ketreg.landing.exports import read_export
 from ketreg.landing.reader import UnreadableFile
 from ketreg.package_data import package_folder
+from ketreg.warehouse.transaction import transaction
 from schemas.parsing import concat_failures
 from schemas.protocol import Protocol
 from schemas.tables import TABLES, TABLES_BY_NAME, TableContract
@@ -26,7 +27,8 @@ BATCH_BYTES = 96 * 1024 * 1024
 
 _VALIDATION_SOURCES = [
     *sorted(package_folder("schemas").glob("*.py")),
-    *(package_folder("ketreg.landing") / name for name in ("reader.py", "mapping.py", "formats.py", "mapped.py")),
+    *(package_folder("ketreg.landing") / name
+      for name in ("reader.py", "mapping.py", "formats.py", "apply_mapping.py")),
 ]
 
 
@@ -265,8 +267,7 @@ def write_staged(
     """Replace the staged rows of the exports `keys` (site_id, export_id) with `staged` and/or the rows of
     `parquet_units` (folders holding `<staging table>.parquet` for every staging table: the work units of
     ketreg/staging/units.py, read by DuckDB without passing through Python), in one transaction."""
-    con.begin()
-    try:
+    with transaction(con):
         _delete_exports(con, keys, _ALL_STAGING)
         for batch in staged:
             for name, frame in batch.accepted.items():
@@ -278,10 +279,6 @@ def write_staged(
             for name in _ALL_STAGING:
                 con.execute(f"INSERT INTO staging.{name} BY NAME SELECT * FROM read_parquet(?)",
                             [str(unit / f"{name}.parquet")])
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
 
 
 def _stage_batch(
@@ -316,13 +313,8 @@ def stage_landing(
     in_landing = {(e.site_id, e.export_id) for e in exports}
     gone = sorted(set(staged) - in_landing)
     if gone:
-        con.begin()
-        try:
+        with transaction(con):
             _delete_exports(con, gone, _ALL_STAGING)
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
         report.removed = [f"{site}/{export}" for site, export in gone]
     to_stage = []
     for export in exports:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import yaml
 
-from ketreg.synthetic import generate_landing
+from synthetic import generate_landing
 
 GOOD_SITE = "site_01"
-EXCEL_MAPPING = Path(__file__).resolve().parents[2] / "sites" / "site_03_excel.yaml"
+EXCEL_MAPPING = Path(__file__).resolve().parents[1] / "sites" / "site_03_excel.yaml"
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def _workbook_bomb(path: Path, string_bytes: int) -> None:
     `string_bytes` characters: a few hundred kB on disk, gigabytes once parsed into cells."""
     from openpyxl import Workbook
 
-    from ketreg.synthetic.shapes.excel import COLUMNS, SHEETS
+    from synthetic.shapes.excel import COLUMNS, SHEETS
 
     workbook = Workbook()
     workbook.remove(workbook.active)

@@ -120,7 +120,7 @@ def generate_landing(
     files are overwritten and its exports this run does not write are removed; nothing else in `out_dir`
     is touched.
 
-    `shapes` are handed to the sites in turn (see `ketreg.synthetic.shapes`): a non-canonical site is named
+    `shapes` are handed to the sites in turn (see `synthetic.shapes`): a non-canonical site is named
     `site_NN_<shape>` and needs its mapping file `sites/site_NN_<shape>.yaml` to be read. A site sending
     rates per kg records every weight; a patient whose weight its export still lacks (a weight back-filled
     later) gets a fault `rate_per_kg_without_weight` in the manifest.
@@ -155,7 +155,7 @@ def generate_landing(
 
     remove_exports(out_dir, earlier_run - {(e["site_id"], e["export_id"]) for e in exports})
     header = {
-        "generator": "ketreg.synthetic",
+        "generator": "synthetic",
         "contract_version": CONTRACT_VERSION,
         "arguments": {
             "sites": sites,
