@@ -61,10 +61,12 @@ browser:
 docs: install
 	$(BIN)/python -m schemas.dictionary
 
-# sqlfluff reads its rules from pyproject.toml ([tool.sqlfluff.*]: DuckDB dialect, and why each rule that is off is off).
+# sqlfluff reads its rules from pyproject.toml ([tool.sqlfluff.*]: DuckDB dialect, and why each rule that is off is off);
+# mypy its configuration ([tool.mypy]: which packages, which checks, which untyped libraries).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/sqlfluff lint sql
+	$(BIN)/mypy
 
 # Re-resolve dependencies from pyproject.toml and pin them again (then commit requirements.lock). --all keeps
 # setuptools in the lock (the wheel test builds offline with it); pip itself is left to the venv.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Sequence
+from typing import cast
 
 import dagster as dg
 
@@ -53,5 +54,6 @@ def with_conventions(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetsDef
     with warnings.catch_warnings():
         # Code references are marked beta in Dagster 1.13; every process loading the code location would say so.
         warnings.simplefilter("ignore", dg.BetaWarning)
-        referenced = dg.with_source_code_references(assets)
+        # It returns the kinds it is given (typed as any asset kind): assets definitions in, assets definitions out.
+        referenced = cast(list[dg.AssetsDefinition], dg.with_source_code_references(assets))
         return list(dg.map_asset_specs(_apply, referenced))

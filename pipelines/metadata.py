@@ -8,8 +8,13 @@ import duckdb
 
 from ketreg.warehouse.connection import scalar
 
+# The values a materialization's metadata takes here. Dagster's own alias (RawMetadataValue) is not exported; this
+# is the part of it the assets use, so the type checker sees what MaterializeResult accepts.
+MetadataEntry = dg.MetadataValue | dg.TableSchema | str | int | float | None
+AssetMetadata = dict[str, MetadataEntry]
 
-def table_metadata(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[str, object]:
+
+def table_metadata(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> AssetMetadata:
     """Row count and column schema (names and DuckDB types) of `schema.table` in the working database."""
     columns = con.execute(
         "SELECT column_name, data_type, is_nullable FROM information_schema.columns "

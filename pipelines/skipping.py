@@ -16,6 +16,7 @@ import duckdb
 from ketreg.incremental.inputs import inputs_fingerprint
 from ketreg.incremental.ledger import RunPlan, carried_from, record_asset_run, record_publication, run_plan
 from ketreg.registry.pseudonym import MissingPseudonymKey, key_fingerprint, key_from_environment
+from pipelines.metadata import AssetMetadata
 
 
 def current_plan(context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnection) -> RunPlan:
@@ -69,7 +70,7 @@ def skippable(fn: Callable[..., Any] | None = None, *, publishes: bool = False) 
 
         def skipped(context: dg.AssetExecutionContext, plan: RunPlan, keys: list[str], origin: str) -> list:
             # No log line: the materialization's metadata says it, and each event costs a write to the event log.
-            metadata = {
+            metadata: AssetMetadata = {
                 "skipped": True,
                 "origin_run": origin,
                 "reason": f"nothing changed since run {plan.unchanged_since}",

@@ -144,7 +144,7 @@ def _fresh_forkserver() -> Iterator[None]:
     try:
         yield
     finally:
-        forkserver._forkserver._stop()
+        forkserver._forkserver._stop()  # type: ignore[attr-defined]  # private, so not in typeshed
 
 
 @dataclass

@@ -108,7 +108,7 @@ class TableDoc:
                     key, stat = _BOUNDS[check.name]
                     value = stats[stat]
                     if key in found:  # two bounds of one kind: the tighter holds
-                        value = min(found[key], value) if "aximum" in key else max(found[key], value)  # type: ignore[type-var]
+                        value = min(found[key], value) if "aximum" in key else max(found[key], value)
                     found[key] = value
                 elif check.name == "in_range":
                     found["minimum"], found["maximum"] = stats["min_value"], stats["max_value"]

@@ -52,10 +52,11 @@ def _parse_datetime(text: pl.Series) -> pl.Series:
 
 
 def _parse(text: pl.Series, dtype: pl.DataType) -> pl.Series:
-    base = dtype.base_type() if hasattr(dtype, "base_type") else dtype
+    base = dtype.base_type()
     if base == pl.Datetime:
         return _parse_datetime(text)
     column = pl.col(text.name)
+    expr: pl.Expr
     if base == pl.Int64:
         expr = pl.when(column.str.contains(_INTEGER)).then(column.cast(pl.Int64, strict=False))
     elif base == pl.Float64:
@@ -96,7 +97,7 @@ def parse_table(raw: pl.DataFrame, table: TableContract) -> tuple[pl.DataFrame, 
         unreadable = cleaned[column].is_not_null() & typed_frame[column].is_null()
         if not unreadable.any():
             continue
-        base = dtype.base_type() if hasattr(dtype, "base_type") else dtype
+        base = dtype.base_type()
         prefix = f"{column} must be {EXPECTED_TEXT[base]} (got '"
         failure_frames.append(
             pl.DataFrame({"row": unreadable.arg_true().cast(pl.Int64), "text": cleaned[column].filter(unreadable)})
@@ -111,7 +112,7 @@ def parse_table(raw: pl.DataFrame, table: TableContract) -> tuple[pl.DataFrame, 
     return typed_frame, concat_failures(failure_frames)
 
 
-FAILURE_SCHEMA = {"row": pl.Int64, "column": pl.String, "rule": pl.String, "message": pl.String}
+FAILURE_SCHEMA = pl.Schema({"row": pl.Int64, "column": pl.String, "rule": pl.String, "message": pl.String})
 
 
 def concat_failures(frames: list[pl.DataFrame]) -> pl.DataFrame:

@@ -181,15 +181,18 @@ def validate_table(
         # Drop what the parser and Pandera said about those cells, including row rules that read them: the
         # cell holds the site's unconverted text, so any judgement of its value would mislead.
         covered = extra.select("row", "column").unique()
-        failures = [
-            f.with_columns(pl.col("column").str.split(",").alias("_cells"))
-            .explode("_cells")
-            .join(covered, left_on=["row", "_cells"], right_on=["row", "column"], how="semi")
-            .select("row", "column", "rule")
-            .unique()
-            .pipe(lambda hidden, f=f: f.join(hidden, on=["row", "column", "rule"], how="anti"))
-            for f in failures
-        ]
+
+        def without_covered(failure: pl.DataFrame) -> pl.DataFrame:
+            hidden = (
+                failure.with_columns(pl.col("column").str.split(",").alias("_cells"))
+                .explode("_cells")
+                .join(covered, left_on=["row", "_cells"], right_on=["row", "column"], how="semi")
+                .select("row", "column", "rule")
+                .unique()
+            )
+            return failure.join(hidden, on=["row", "column", "rule"], how="anti")
+
+        failures = [without_covered(f) for f in failures]
         failures.append(extra)
     if table.references:
         failures.append(_reference_failures(typed, table, parents or {}))

@@ -91,7 +91,10 @@ def inputs_fingerprint(
     `settings` are the run's settings (RegistrySettings' fields); `limits` the landing limits in force."""
     exports = _rows(con, "SELECT site_id, export_id, fingerprint, status FROM staging.exports ORDER BY ALL")
     notices = _rows(con, "SELECT * FROM landing.notices ORDER BY ALL")
-    limits_repr = json.dumps(asdict(limits), sort_keys=True, default=str) if is_dataclass(limits) else repr(limits)
+    if is_dataclass(limits) and not isinstance(limits, type):
+        limits_repr = json.dumps(asdict(limits), sort_keys=True, default=str)
+    else:
+        limits_repr = repr(limits)
     parts = {
         "exports": json.dumps(exports),
         # The staged rows themselves, per site: a working store changed behind the pipeline's back rebuilds.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 
 import duckdb
 
@@ -149,7 +150,9 @@ def site_scoped(sql: str) -> tuple[str, str]:
     )
 
 
-def run_site_scoped(con: duckdb.DuckDBPyConnection, text: str, parameters: dict[str, object], sites: list[str]) -> None:
+def run_site_scoped(
+    con: duckdb.DuckDBPyConnection, text: str, parameters: Mapping[str, object], sites: list[str]
+) -> None:
     """Run a table's SQL for `sites` only (see `site_scoped`); `$name` placeholders bound from `parameters`."""
     bound = {**parameters, SITES_PARAMETER: sites}
     for statement in site_scoped(text):

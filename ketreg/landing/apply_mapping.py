@@ -72,6 +72,7 @@ def _source_text(spec: ColumnSpec, src: SourceFrame) -> pl.Expr:
         filled = pl.any_horizontal([b.is_not_null() & (b != "") for b in boxes])
         checked = pl.any_horizontal([b == "1" for b in boxes]).fill_null(False)
         return pl.when(~filled).then(None).when(checked).then(pl.lit("true")).otherwise(pl.lit("false"))
+    assert spec.source is not None  # the mapping gives exactly one of from, constant, template, any_checked
     return pl.col(spec.source).cast(pl.String)
 
 

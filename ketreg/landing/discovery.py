@@ -162,7 +162,8 @@ def _inspect_header(export: LandingExport, export_file: ExportFile, first_line: 
     export_file.absent_optional_columns = [
         c for c in contract.columns if c not in counts and c not in contract.required_columns
     ]
-    identifiers, ignored = [], []
+    identifiers: list[str] = []
+    ignored: list[str] = []
     for column in header:
         if column in contract.columns:
             continue
@@ -236,8 +237,8 @@ def _scan_mapped(export: LandingExport) -> None:
     _stray_names(export, set(mapping.source_files()), f"not a file {mapping.label} reads")
     for table in TABLES:
         parts = mapping.tables.get(table.name, ())
-        files = [mapping.file] if mapping.format in ("excel", "redcap") else [p.file for p in parts]
-        files = [f for f in files if f]
+        named = [mapping.file] if mapping.format in ("excel", "redcap") else [p.file for p in parts]
+        files = [f for f in named if f]
         if not files:
             continue
         file_path = export.path / files[0]

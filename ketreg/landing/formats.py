@@ -14,6 +14,7 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -148,7 +149,7 @@ def _cell_text(value: object) -> str | None:
     return str(value)
 
 
-def _check_workbook_zip(handle: io.BufferedIOBase, where: str, limits: LandingLimits) -> None:
+def _check_workbook_zip(handle: BinaryIO, where: str, limits: LandingLimits) -> None:
     """Judge the workbook from its zip directory alone, before any XML is parsed: a small .xlsx can unpack
     to gigabytes (one shared string a billion characters long, repeated rows). The sizes the directory
     declares bind: openpyxl reads through `zipfile`, which never yields more than a member's declared size
@@ -193,7 +194,7 @@ def read_sheets(path: Path, sheets: list[str], where: str, limits: LandingLimits
             workbook.close()
 
 
-def _sheet_frames(workbook, path: Path, sheets: list[str], where: str,  # type: ignore[no-untyped-def]
+def _sheet_frames(workbook, path: Path, sheets: list[str], where: str,
                   limits: LandingLimits) -> dict[str, SourceFrame]:
     missing = [s for s in sheets if s not in workbook.sheetnames]
     if missing:

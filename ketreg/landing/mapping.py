@@ -54,7 +54,7 @@ class MappingError(ValueError):
 class _NoAliasLoader(yaml.SafeLoader):
     """YAML without anchors and aliases: a few lines of `&a [*a, *a, …]` expand to billions of nodes."""
 
-    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+    def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
             raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a mapping file", mark)

@@ -40,11 +40,13 @@ def _first_short_row(path: Path | str, header_width: int) -> str | None:
         return None
     columns = {f"column_{i}": "VARCHAR" for i in range(header_width)}
     try:
-        duckdb.sql(
+        counted = duckdb.sql(
             "SELECT count(*) FROM read_csv($path, delim = ',', quote = '\"', escape = '\"', header = true, "
             "auto_detect = false, strict_mode = true, null_padding = false, columns = $columns)",
             params={"path": str(path), "columns": columns},
-        ).fetchall()
+        )
+        assert counted is not None  # a SELECT always gives a relation (None is for statements without a result)
+        counted.fetchall()
     except duckdb.Error as exc:
         # Never the "Original Line" DuckDB quotes: it holds the site's patient ids and values.
         message = str(exc).split("Possible fixes")[0]

@@ -162,6 +162,7 @@ def firth_model(data: pl.DataFrame, factors: list[str], model_name: str, setting
             if reason is not None:
                 row.update(estimable=False, note=reason)
             else:
+                assert model is not None and intervals is not None  # _fit gives both whenever it gives no reason
                 coefficient = float(model.coef_[index])
                 p_value = model.lrt_pvalues_[index] if profile else model.pvalues_[index]
                 row.update(odds_ratio=_round(math.exp(coefficient)),
@@ -235,8 +236,8 @@ def firth_predictors(outcomes: pl.DataFrame, settings: MetricSettings) -> list[d
 def adjust_p_values(table: pl.DataFrame) -> pl.DataFrame:
     """Holm and Benjamini–Hochberg adjusted p-values within each method and model (the family of tests a
     reader scans at once); empty where there is no p-value."""
-    p_holm = [None] * table.height
-    p_bh = [None] * table.height
+    p_holm: list[float | None] = [None] * table.height
+    p_bh: list[float | None] = [None] * table.height
     keys = list(zip(table["method"].to_list(), table["model"].to_list(), strict=True))
     p_values = table["p_value"].to_list()
     for family in sorted(set(keys)):

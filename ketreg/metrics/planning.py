@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -204,15 +205,17 @@ def observe(outcomes: pl.DataFrame) -> Observed:
     by_site = patients.group_by("site_id").agg(
         pl.len().alias("n"), pl.col(estimand.responder_column).fill_null(False).sum().alias("r")
     ).sort("site_id")
+    # polars types a Series' mean and std as any scalar (dates, durations…); these Series are Boolean without
+    # nulls and Float64 without nulls, so each is a float.
     return Observed(
         estimand=estimand, patients=n,
-        responder_rate=float(responders.mean()) if n else None,
+        responder_rate=float(cast(float, responders.mean())) if n else None,
         dropout_rate=float(patients.select(estimand.missing_primary().mean()).item()) if n else None,
         change_patients=changes.len(),
-        mean_change=float(changes.mean()) if changes.len() else None,
-        sd_change=float(changes.std()) if changes.len() > 1 else None,
+        mean_change=float(cast(float, changes.mean())) if changes.len() else None,
+        sd_change=float(cast(float, changes.std())) if changes.len() > 1 else None,
         followup_patients=followup.len(),
-        sd_followup=float(followup.std()) if followup.len() > 1 else None,
+        sd_followup=float(cast(float, followup.std())) if followup.len() > 1 else None,
         correlation=correlation,
         icc=site_icc_interval(by_site["n"].to_list(), by_site["r"].to_list()),
     )
@@ -243,7 +246,7 @@ def _design_rows(seen: Observed, settings: MetricSettings, power: float) -> list
                   f"({config}.single_arm_alpha_one_sided)",
     })
     h = cohens_h(rate, comparator) if rate is not None else None
-    n = two_arm_proportion_n(rate, comparator, alpha, power) if h is not None else None
+    n = two_arm_proportion_n(rate, comparator, alpha, power) if rate is not None else None
     rows.append({
         "design": "two_arm_responder_rate", "arms": 2, "alpha": alpha, "registry_patients": seen.patients,
         "registry_estimate": rate, "reference_value": comparator, "effect_size": h, "effect_size_kind": "cohens_h",

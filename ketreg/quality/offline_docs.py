@@ -5,6 +5,7 @@ Data Docs and points every page at the copies."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -55,6 +56,11 @@ def _relative(target: Path, page: Path) -> str:
     return Path(os.path.relpath(target, page.parent)).as_posix()
 
 
+def _static_reference(match: re.Match[str], static: Path, page: Path) -> str:
+    """`attribute="…static/<file>"` with the path from `page` to the real static folder."""
+    return f'{match.group(1)}="{_relative(static / match.group(2), page)}"'
+
+
 def make_offline(data_docs_dir: Path, dashboard: Path | None = None) -> int:
     """Copy the vendored files into `data_docs_dir/vendor`, rewrite every page to load them, and add a link to
     the quality dashboard on each page. Returns the number of pages rewritten; raises OfflineDocsError if a page
@@ -72,15 +78,15 @@ def make_offline(data_docs_dir: Path, dashboard: Path | None = None) -> int:
         html = re.sub(r"<(script|link)\b[^>]*>", lambda m: _SRI.sub("", m.group(0)), html)
         # Great Expectations 1.24 links validation pages to static/ one folder too high (the favicon): point
         # every static/ reference at the real folder.
-        html = _STATIC.sub(
-            lambda m, page=page: f'{m.group(1)}="{_relative(data_docs_dir / "static" / m.group(2), page)}"', html
-        )
+        html = _STATIC.sub(functools.partial(_static_reference, static=data_docs_dir / "static", page=page), html)
         if dashboard is not None:
             link = (
                 '<div class="ketreg-nav" style="padding:4px 12px;background:#f3f5f8;font-size:14px">'
                 f'<a href="{_relative(dashboard, page)}">← Registry quality dashboard</a></div>'
             )
-            html = re.sub(r"(<body[^>]*>)", lambda m, link=link: m.group(1) + link, html, count=1)
+            body = re.search(r"<body[^>]*>", html)
+            if body is not None:
+                html = html[: body.end()] + link + html[body.end() :]
         leftovers += [f"{page.relative_to(data_docs_dir)}: {m.group(0)}" for m in _REMOTE_LOAD.finditer(html)]
         page.write_text(html, encoding="utf-8")
     if leftovers:

@@ -118,7 +118,7 @@ def make_release(name: str, analyst_db: Path, releases_dir: Path, small_cell_cou
     shutil.copyfile(analyst_db, building / DATABASE_FILE)
     con = duckdb.connect(str(building / DATABASE_FILE), read_only=True)
     try:
-        manifest = {
+        manifest: dict[str, object] = {
             "release": name,
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "source_database": str(analyst_db),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ def write_private_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence
     return path
 
 
-def write_private_xlsx(path: Path, sheets: dict[str, tuple[Sequence[str], Sequence[Sequence[Any]]]]) -> Path:
+def write_private_xlsx(path: Path, sheets: Mapping[str, tuple[Sequence[str], Sequence[Sequence[Any]]]]) -> Path:
     """One workbook, a sheet per table; every text cell is written as text, never as a formula."""
     workbook = Workbook(write_only=True)
     for title, (header, rows) in sheets.items():

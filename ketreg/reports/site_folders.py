@@ -20,7 +20,7 @@ import duckdb
 from ketreg.incremental.sites import record_sites, sites_to_rebuild
 from ketreg.landing.discovery import SITE_ID
 from ketreg.reports.private_files import private_folder, write_private_csv, write_private_text, write_private_xlsx
-from ketreg.reports.site_page import render_site_page
+from ketreg.reports.site_page import Table, render_site_page
 from ketreg.staging.fix_list import in_fixing_order
 
 SITES_FOLDER = "sites"
@@ -99,7 +99,7 @@ def _write_site(con: duckdb.DuckDBPyConnection, site_id: str, folder: Path, gene
     if not SITE_ID.fullmatch(site_id):
         raise ValueError(f"site id {site_id!r} is not a safe folder name ({SITE_ID.pattern})")
     private_folder(folder)
-    data = {name: (columns, _fetch(con, query, site_id)) for name, (columns, query) in TABLES.items()}
+    data: dict[str, Table] = {name: (columns, _fetch(con, query, site_id)) for name, (columns, query) in TABLES.items()}
     # Root causes first, each followed by the rows quarantined because of it (ketreg/staging/fix_list.py).
     columns, rows = data["quarantine"]
     data["quarantine"] = (columns, in_fixing_order(rows, columns))

@@ -5,7 +5,7 @@ the current export grouped by rule, the columns to remove, and the protocol devi
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
@@ -85,7 +85,7 @@ def _quarantine(rows: Sequence[Sequence[Any]]) -> str:
     )
 
 
-def render_site_page(site_id: str, data: dict[str, Table], generated: str) -> str:
+def render_site_page(site_id: str, data: Mapping[str, Table], generated: str) -> str:
     """The HTML of `sites/<site_id>/index.html` from the site's own tables (see site_folders.TABLES)."""
     exports_header, exports = data["exports"]
     earlier = sum(1 for r in data["quarantine"][1] if not r[1])

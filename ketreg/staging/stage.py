@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -191,7 +192,7 @@ def validate_batch(
     rows_so_far: dict[str, int] = dict.fromkeys(raw_by_table, 0)
     statuses: list[dict] = []
     for export in batch:
-        status = {
+        status: dict[str, Any] = {  # one row of staging.exports
             "site_id": export.site_id,
             "export_id": export.export_id,
             "fingerprint": export_fingerprint(export, rules_fingerprint),

@@ -20,7 +20,7 @@ _DUCKDB_TYPES = {
 LINEAGE_DDL = "site_id VARCHAR NOT NULL, export_id VARCHAR NOT NULL, source_line BIGINT NOT NULL"
 
 def duckdb_type(dtype: pl.DataType) -> str:
-    base = dtype.base_type() if hasattr(dtype, "base_type") else dtype
+    base = dtype.base_type()
     return _DUCKDB_TYPES[base]
 
 

@@ -13,6 +13,7 @@ from ketreg.metrics.build import (
     write_table,
 )
 from pipelines.assets.patient_flow import metrics_patient_flow
+from pipelines.metadata import AssetMetadata
 from pipelines.resources import RegistrySettings
 from pipelines.skipping import skippable
 from schemas.protocol import MetricSettings, load_metric_settings
@@ -105,7 +106,7 @@ def metrics_registry_metrics(settings: RegistrySettings) -> dg.MaterializeResult
         rows = build_sql_table(con, "registry_metrics", settings.protocol(), _metric_settings(settings),
                                partial_sums_current=True)
         overall = overall_metrics(con)
-    metadata: dict[str, object] = {"rows": rows, "sites_recounted": dg.MetadataValue.json(
+    metadata: AssetMetadata = {"rows": rows, "sites_recounted": dg.MetadataValue.json(
         sites if sites is not None else "all")}
     for name in ("cohort_patients", "cohort_infusions"):
         metadata[name] = overall[name][0]

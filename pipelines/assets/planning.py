@@ -6,6 +6,7 @@ import polars as pl
 
 from ketreg.metrics.build import read_table, write_table
 from ketreg.metrics.estimand import estimand_for
+from pipelines.metadata import AssetMetadata
 from pipelines.resources import RegistrySettings
 from pipelines.skipping import skippable
 
@@ -78,7 +79,7 @@ def metrics_site_heterogeneity(settings: RegistrySettings) -> dg.MaterializeResu
         estimand = estimand_for(outcomes)
         table = heterogeneity_from_outcomes(outcomes)
         rows = write_table(con, "site_heterogeneity", table)
-    metadata: dict[str, object] = {"rows": rows, "estimand": estimand.label}
+    metadata: AssetMetadata = {"rows": rows, "estimand": estimand.label}
     for row in table.filter(pl.col("pooled_estimate").is_not_null()).iter_rows(named=True):
         pi = (f"; 95 % PI {row['pi_low']:.1%}–{row['pi_high']:.1%}" if row["pi_low"] is not None else "")
         metadata[f"{row['metric']}_{row['method']}"] = (

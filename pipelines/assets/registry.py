@@ -13,7 +13,7 @@ from ketreg.registry.build import (
 )
 from ketreg.registry.export_changes import build_export_changes
 from ketreg.warehouse.sql_docs import sql_header
-from pipelines.metadata import table_metadata
+from pipelines.metadata import AssetMetadata, table_metadata
 from pipelines.resources import PseudonymKey, RegistrySettings
 from pipelines.skipping import skippable
 from schemas.tables import TABLES
@@ -56,8 +56,8 @@ def _spec(name: str) -> dg.AssetSpec:
     )
 
 
-def _export_changes_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
-    metadata: dict[str, object] = table_metadata(con, "registry", _EXPORT_CHANGES)
+def _export_changes_metadata(con: duckdb.DuckDBPyConnection) -> AssetMetadata:
+    metadata: AssetMetadata = table_metadata(con, "registry", _EXPORT_CHANGES)
     largest_removal = con.execute(
         "SELECT site_id || ' ' || file_name, rows_removed FROM registry.export_changes "
         "ORDER BY rows_removed DESC LIMIT 1"

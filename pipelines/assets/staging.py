@@ -6,7 +6,7 @@ import dagster as dg
 from ketreg.landing.discovery import LandingScan
 from ketreg.staging.stage import stage_landing
 from ketreg.staging.tables import STAGED_TABLES, ensure_staging_tables
-from pipelines.metadata import table_metadata
+from pipelines.metadata import AssetMetadata, table_metadata
 from pipelines.resources import RegistrySettings
 from pipelines.staging_fanout import stage_in_parallel
 
@@ -36,7 +36,7 @@ def stage_exports(context: dg.AssetExecutionContext, settings: RegistrySettings,
         report = parallel.report.followed_by(report)
     for label, reason in report.rejected.items():
         context.log.warning(f"export {label} rejected: {reason}")
-    shared = {
+    shared: AssetMetadata = {
         "exports_staged": len(report.staged),
         "exports_unchanged": len(report.unchanged),
         "exports_removed": len(report.removed),
@@ -46,7 +46,7 @@ def stage_exports(context: dg.AssetExecutionContext, settings: RegistrySettings,
     if parallel is not None:
         shared["parallel_staging_run"] = parallel.run_id
     for name in STAGED_TABLES:
-        metadata = {**tables[name], **shared}
+        metadata: AssetMetadata = {**tables[name], **shared}
         if name in report.rows_read:
             metadata["rows_read_this_run"] = report.rows_read[name]
             metadata["rows_quarantined_this_run"] = report.rows_quarantined[name]
