@@ -44,7 +44,7 @@ class RegistrySettings(dg.ConfigurableResource):
     # Processes that validate exports at once (pipelines/staging_fanout.py); 1 = in the staging step itself.
     staging_workers: int = 1
     # DuckDB's memory budget for the working store ("1GB", "512MB"; beyond it DuckDB spills to disk) and its
-    # worker threads; empty / 0 = $KETREG_DUCKDB_MEMORY_LIMIT / $KETREG_DUCKDB_THREADS, else 1GB and one per core.
+    # worker threads; empty / 0 = $KETREG_DUCKDB_MEMORY_LIMIT / $KETREG_DUCKDB_THREADS, else 512MB and one per core.
     duckdb_memory_limit: str = ""
     duckdb_threads: int = 0
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from ketreg.quality import expectations
 from ketreg.warehouse.connection import DEFAULT_MEMORY_LIMIT
 from pipelines.resources import RegistrySettings
 
@@ -49,3 +50,18 @@ def test_without_settings_the_environment_then_the_default_budget_applies(tmp_pa
     with _settings(tmp_path).working_db() as con:
         assert _setting(con, "memory_limit") == _setting(budget, "memory_limit")
         assert _setting(con, "threads") == _setting(budget, "threads")  # DuckDB's own: one per core
+
+
+def test_great_expectations_gets_whole_sites_in_parts_of_at_most_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(expectations, "MAX_ROWS_PER_VALIDATION", 10)
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA registry")
+    sizes = {"site_a": 4, "site_b": 6, "site_c": 3, "site_d": 12, "site_e": 2}
+    con.execute("CREATE TABLE registry.assessments AS SELECT site_id FROM (SELECT unnest($sites) AS site_id, "
+                "unnest($rows) AS n), range(n)", {"sites": list(sizes), "rows": list(sizes.values())})
+    parts = expectations._site_parts(con, "assessments")
+    assert sorted(site for part in parts for site in part) == sorted(sizes)  # every site, once
+    for part in parts:
+        rows = sum(sizes[site] for site in part)
+        assert rows <= 10 or len(part) == 1  # only a site larger than the bound stands alone above it
+    assert parts == [["site_a", "site_b"], ["site_c"], ["site_d"], ["site_e"]]
