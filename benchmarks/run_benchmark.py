@@ -137,18 +137,28 @@ def bench_size(sites: int, patients: int, error_rate: float, given_landing: Path
     shutil.rmtree(dagster_home, ignore_errors=True)
     dagster_home.mkdir()
     # A Dagster instance of its own, so the run's step timings can be read back afterwards.
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {**os.environ, "KETREG_PSEUDONYM_KEY": BENCH_KEY, "DAGSTER_HOME": str(dagster_home)}
-    bare = measured([sys.executable, "-c", BARE_LOAD, str(landing), str(workdir / "bare.duckdb")])
-    bare.pop("rss_samples")
+    progress = OUT / f"{name}-progress.json"  # each figure as soon as it is measured (a long size can be cut short)
+    figures: dict = {"size": name, "load_average_at_start": os.getloadavg()}
+
+    def record(label: str, command: list[str], run_index: int | None) -> dict:
+        outcome = measured(command, env, ok=(0, 3))
+        samples = outcome.pop("rss_samples")
+        figures[label] = {**outcome, "load_average_after": os.getloadavg()}
+        if run_index is not None:
+            figures[f"steps_of_{label}"] = per_step(step_times(dagster_home, run_index), samples)
+        progress.write_text(json.dumps(figures, indent=2))
+        return outcome
+
+    bare = record("bare_duckdb_load", [sys.executable, "-c", BARE_LOAD, str(landing), str(workdir / "bare.duckdb")],
+                  None)
     run = [str(BIN / "ketreg"), "run", "--landing", str(landing), "--db", str(workdir / "registry.duckdb")]
     # Exit 3 = published with some exports rejected: the generator rejects one on purpose when --error-rate > 0.
-    full = measured(run, env, ok=(0, 3))
-    steps = per_step(step_times(dagster_home, 0), full.pop("rss_samples"))
-    rerun = measured(run, env, ok=(0, 3))
-    rerun_steps = per_step(step_times(dagster_home, 1), rerun.pop("rss_samples"))
+    full = record("ketreg_run", run, 0)
+    rerun = record("ketreg_rerun_unchanged", run, 1)
     added = add_export(landing)
-    new_export = measured(run, env, ok=(0, 3))
-    new_export_steps = per_step(step_times(dagster_home, 2), new_export.pop("rss_samples"))
+    new_export = record("ketreg_rerun_one_new_export", run, 2)
     shutil.rmtree(added)  # the generated landing stays as generated for the next invocation
     return {
         "size": name,
@@ -163,9 +173,7 @@ def bench_size(sites: int, patients: int, error_rate: float, given_landing: Path
         "ratio_rerun_new_export_to_run": round(new_export["wall_s"] / full["wall_s"], 3),
         "peak_rss_mib_any_run": max(r["peak_rss_mib"] for r in (full, rerun, new_export)),
         "load_average_1_5_15": os.getloadavg(),
-        "steps_of_first_run": steps,
-        "steps_of_rerun_unchanged": rerun_steps,
-        "steps_of_rerun_new_export": new_export_steps,
+        **{key: value for key, value in figures.items() if key.startswith(("steps_of_", "load_average_at"))},
     }
 
 
