@@ -43,6 +43,10 @@ class RegistrySettings(dg.ConfigurableResource):
     publish_site_role_prefix: str = "ketreg_site_"
     # Processes that validate exports at once (pipelines/staging_fanout.py); 1 = in the staging step itself.
     staging_workers: int = 1
+    # DuckDB's memory budget for the working store ("1GB", "512MB"; beyond it DuckDB spills to disk) and its
+    # worker threads; empty / 0 = $KETREG_DUCKDB_MEMORY_LIMIT / $KETREG_DUCKDB_THREADS, else 512MB and one per core.
+    duckdb_memory_limit: str = ""
+    duckdb_threads: int = 0
 
     @property
     def landing_path(self) -> Path:
@@ -76,7 +80,7 @@ class RegistrySettings(dg.ConfigurableResource):
 
     @contextmanager
     def working_db(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with connect(self.work_db_path) as con:
+        with connect(self.work_db_path, self.duckdb_memory_limit, self.duckdb_threads) as con:
             yield con
 
 

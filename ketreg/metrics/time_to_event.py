@@ -68,6 +68,27 @@ def treatment_courses(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return con.sql(sql_text("metrics/treatment_courses.sql")).pl()
 
 
+def _for_curves(con: duckdb.DuckDBPyConnection, sql_file: str, keys: tuple[str, ...],
+                columns: tuple[str, ...]) -> pl.DataFrame:
+    """The query's rows with only what the curves read, each pseudonymous key replaced by its rank: the keys
+    are long text, and at a hundred sites (6 M infusions) the full rows alone took about a gigabyte in memory.
+    Ranks keep the keys' order, so the rows sort as they would by key and the tables come out identical."""
+    query = sql_text(sql_file).strip().removesuffix(";")
+    ranks = ", ".join(f"dense_rank() OVER (ORDER BY {key}) AS {key}" for key in keys)
+    return con.sql(f"SELECT site_id, {ranks}, {', '.join(columns)} FROM ({query}\n)").pl()
+
+
+def relief_episodes_for_curves(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """`relief_episodes` as `time_to_event_tables` reads it (keys as ranks), with each episode's status."""
+    return _for_curves(con, "metrics/relief_episodes.sql", ("patient_key", "infusion_key"),
+                       ("time_days", "relief_ended", "status"))
+
+
+def treatment_courses_for_curves(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """`treatment_courses` as `time_to_event_tables` reads it (keys as ranks)."""
+    return _for_curves(con, "metrics/treatment_courses.sql", ("patient_key",), ("time_days", "discontinued", "reason"))
+
+
 def kaplan_meier(times: np.ndarray, events: np.ndarray, alpha: float = 0.05) -> tuple[list[dict], dict]:
     """The Kaplan–Meier curve (one row per distinct time, from 0) and the median with its 95 % CI."""
     # Imported here: lifelines takes about 2 s to import, which every Dagster process and `ketreg run`'s

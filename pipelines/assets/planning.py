@@ -29,10 +29,14 @@ def metrics_time_to_event(settings: RegistrySettings):
     """Relief duration censored at the next infusion, an interruption or loss to follow-up; time on
     treatment; discontinuation by reason as competing risks (sql/metrics/relief_episodes.sql,
     sql/metrics/treatment_courses.sql)."""
-    from ketreg.metrics.time_to_event import relief_episodes, time_to_event_tables, treatment_courses
+    from ketreg.metrics.time_to_event import (
+        relief_episodes_for_curves,
+        time_to_event_tables,
+        treatment_courses_for_curves,
+    )
 
     with settings.working_db() as con:
-        episodes, courses = relief_episodes(con), treatment_courses(con)
+        episodes, courses = relief_episodes_for_curves(con), treatment_courses_for_curves(con)
         curves, summary = time_to_event_tables(episodes, courses)
         curve_rows = write_table(con, "time_to_event", curves)
         summary_rows = write_table(con, "time_to_event_summary", summary)
