@@ -127,10 +127,10 @@ def metrics_response_predictors(settings: RegistrySettings) -> dg.MaterializeRes
     """Odds ratios of response by etiology, cancer type, metastatic disease, baseline NPRS band and site
     (logistic regression, univariable and multivariable), or "not estimable" where the data are too sparse."""
     # statsmodels and scipy are imported by the step that uses them, not by every process loading the code.
-    from ketreg.metrics.predictors import response_predictors
+    from ketreg.metrics.predictors import outcome_columns, response_predictors
 
     with settings.working_db() as con:
-        outcomes = read_table(con, "patient_outcomes")
+        outcomes = con.sql(f"SELECT {', '.join(outcome_columns())} FROM metrics.patient_outcomes").pl()
         table = response_predictors(outcomes, _metric_settings(settings))
         rows = write_table(con, "response_predictors", table)
     multivariable = table.filter(pl.col("model") == "multivariable")
