@@ -18,6 +18,10 @@ from ketreg.incremental.ledger import RunPlan, carried_from, record_asset_run, r
 from ketreg.registry.pseudonym import MissingPseudonymKey, key_fingerprint, key_from_environment
 from pipelines.metadata import AssetMetadata
 
+# Settings that change how a run works, not what it produces (staging in parallel gives equal digests; DuckDB's
+# memory and threads change speed only): changing them must not force a rebuild.
+_NOT_INPUTS = {"landing_settle_seconds", "staging_workers", "duckdb_memory_limit", "duckdb_threads"}
+
 
 def current_plan(context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnection) -> RunPlan:
     """This run's plan (made by the first wrapped step that runs, after staging), on the working store `con`."""
@@ -35,7 +39,7 @@ def current_plan(context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnecti
         context.run.run_id,
         lambda: inputs_fingerprint(
             con,
-            settings.model_dump(exclude={"landing_settle_seconds"}),
+            settings.model_dump(exclude=_NOT_INPUTS),
             landing=settings.landing_path,
             retire=list(settings.retired_sites),
             protocol_file=settings.protocol_file,

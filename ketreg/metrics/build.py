@@ -4,6 +4,7 @@ Python (regression, sample sizes) from data frames."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 import duckdb
 import polars as pl
@@ -111,7 +112,9 @@ def overall_metrics(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
 _ROW_ORDER = {"patient_outcomes": "site_id, patient_key"}
 
 
-def read_table(con: duckdb.DuckDBPyConnection, name: str) -> pl.DataFrame:
-    """Every row of `metrics.<name>` as a polars frame, in the order a full build writes them."""
+def read_table(con: duckdb.DuckDBPyConnection, name: str, columns: Sequence[str] = ()) -> pl.DataFrame:
+    """Every row of `metrics.<name>` (only `columns` when given) as a polars frame, in the order a full build
+    writes them."""
     order = f" ORDER BY {_ROW_ORDER[name]}" if name in _ROW_ORDER else ""
-    return con.sql(f"SELECT * FROM metrics.{name}{order}").pl()
+    selected = ", ".join(columns) if columns else "*"
+    return con.sql(f"SELECT {selected} FROM metrics.{name}{order}").pl()

@@ -130,7 +130,7 @@ def metrics_response_predictors(settings: RegistrySettings) -> dg.MaterializeRes
     from ketreg.metrics.predictors import outcome_columns, response_predictors
 
     with settings.working_db() as con:
-        outcomes = con.sql(f"SELECT {', '.join(outcome_columns())} FROM metrics.patient_outcomes").pl()
+        outcomes = read_table(con, "patient_outcomes", outcome_columns())
         table = response_predictors(outcomes, _metric_settings(settings))
         rows = write_table(con, "response_predictors", table)
     multivariable = table.filter(pl.col("model") == "multivariable")
