@@ -62,8 +62,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     # Further nets: the other checks, contract limits, boundary operators, thresholds, staging, cascade.
     Mutation(
         "staging_outside_a_transaction", "ketreg/staging/stage.py",
-        "    con.begin()\n    try:\n        _delete_exports(con, keys, _ALL_STAGING)",
-        "    try:\n        _delete_exports(con, keys, _ALL_STAGING)",
+        "    with transaction(con):\n        _delete_exports(con, keys, _ALL_STAGING)",
+        "    if True:  # mutated: no transaction\n        _delete_exports(con, keys, _ALL_STAGING)",
         ("tests/test_atomicity.py", "-k", "staging"),
         "a batch of exports is staged in one transaction: killed half way, staging keeps the old rows",
     ),
