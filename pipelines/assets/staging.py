@@ -27,7 +27,7 @@ def stage_exports(context: dg.AssetExecutionContext, settings: RegistrySettings,
     finds them staged and only catches an export that changed in between."""
     parallel = None
     if settings.staging_workers > 1:
-        parallel = stage_in_parallel(settings, context.instance, tags={"ketreg/registry_run": context.run_id})
+        parallel = stage_in_parallel(settings, context.instance, tags={"ketreg/registry_run": context.run.run_id})
     with settings.working_db() as con:
         ensure_staging_tables(con)
         report = stage_landing(con, scan.exports, settings.protocol())
