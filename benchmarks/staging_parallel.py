@@ -9,7 +9,7 @@ largest single process) and the 1-minute load average before and after each; pri
 benchmarks/out/staging_parallel.json.
 
     .venv/bin/python benchmarks/staging_parallel.py --sizes 20x1000
-    .venv/bin/python benchmarks/staging_parallel.py --landing /work/bench/landing-100x5000
+    .venv/bin/python benchmarks/staging_parallel.py --landing DIR   # a landing generated beforehand, only read
 """
 
 from __future__ import annotations
