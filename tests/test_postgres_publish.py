@@ -33,6 +33,12 @@ SNAPSHOT_SQL = (
     "SELECT (SELECT count(*) FROM registry.patients), (SELECT count(*) FROM registry.infusions), "
     "(SELECT count(*) FROM metrics.registry_metrics)"
 )
+# The same snapshot with the tables taken in the other order: two readers that lock in opposite orders are what
+# deadlocked a swap that dropped the old tables while waiting for them (CI, 2026-12-02).
+SNAPSHOT_SQL_REVERSED = (
+    "SELECT p, i, m FROM (SELECT (SELECT count(*) FROM metrics.registry_metrics) AS m, "
+    "(SELECT count(*) FROM registry.infusions) AS i, (SELECT count(*) FROM registry.patients) AS p) AS snapshot"
+)
 
 
 @pytest.fixture(scope="module")
@@ -130,22 +136,25 @@ def test_swap_is_atomic_while_a_reader_stays_connected(
     errors: list[BaseException] = []
     done = threading.Event()
 
-    def read_throughout() -> None:
+    def read_throughout(snapshot_sql: str) -> None:
         try:
-            while not done.is_set():
-                seen.add(reader.execute(SNAPSHOT_SQL).fetchone())
+            with psycopg.connect(pg_database.url, autocommit=True) as own:
+                while not done.is_set():
+                    seen.add(own.execute(snapshot_sql).fetchone())
         except BaseException as exc:  # a reader error is a failed test, reported below
             errors.append(exc)
 
-    thread = threading.Thread(target=read_throughout)
-    thread.start()
+    threads = [threading.Thread(target=read_throughout, args=(sql,)) for sql in (SNAPSHOT_SQL, SNAPSHOT_SQL_REVERSED)]
+    for thread in threads:
+        thread.start()
     try:
-        for source in (changed, published, changed):
+        for source in (changed, published, changed, published, changed):
             with duckdb.connect(str(source), read_only=True) as con:
                 publish_postgres(con, pg_database.url)
     finally:
         done.set()
-        thread.join()
+        for thread in threads:
+            thread.join()
     after = reader.execute(SNAPSHOT_SQL).fetchone()
     reader.close()
     assert not errors, errors

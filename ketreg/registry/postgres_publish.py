@@ -10,6 +10,7 @@ The DuckDB analysts' file stays the default; this is an extra target (`ketreg ru
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -28,6 +29,9 @@ PREVIOUS_SUFFIX = "__previous"
 ANALYST_ROLE = "ketreg_analyst"
 DEFAULT_SITE_ROLE_PREFIX = "ketreg_site_"
 COPY_BATCH_ROWS = 50_000
+# How long one swap attempt waits for readers' locks, and how many attempts (with a growing pause) before giving up.
+SWAP_LOCK_TIMEOUT = "200ms"
+SWAP_ATTEMPTS = 60
 
 _SIMPLE_TYPES = {
     "VARCHAR": "text", "BOOLEAN": "boolean", "TINYINT": "smallint", "SMALLINT": "smallint",
@@ -161,9 +165,24 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _live_tables(pg, schemas: Iterable[str]) -> list[str]:
+    rows = pg.execute(
+        "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY(%s) ORDER BY schemaname, tablename",
+        [list(schemas)],
+    ).fetchall()
+    return [f"{_quote(schema)}.{_quote(table)}" for schema, table in rows]
+
+
 def _swap(pg, schemas: Iterable[str]) -> None:
-    """Inside the caller's transaction: each live schema out, its staged twin in, the old one dropped.
-    Readers mid-query hold the old tables; the renames wait for them, then every new query sees the new set."""
+    """Inside the caller's transaction: lock every live table, then each live schema out, its staged twin in, the
+    old one dropped. Readers mid-query hold the old tables; the lock waits for them, then every new query sees the
+    new set (a query that queued behind the lock looks its tables up again after the commit)."""
+    schemas = list(schemas)
+    live_tables = _live_tables(pg, schemas)
+    if live_tables:
+        # One statement in a fixed order, before any rename: the swap never holds some old tables while waiting for
+        # others in the middle of a DROP ... CASCADE, which is how it deadlocked with a reader of several tables.
+        pg.execute(f"LOCK TABLE {', '.join(live_tables)} IN ACCESS EXCLUSIVE MODE")
     for schema in schemas:
         live, staged, previous = _quote(schema), _quote(schema + STAGING_SUFFIX), _quote(schema + PREVIOUS_SUFFIX)
         pg.execute(f"DROP SCHEMA IF EXISTS {previous} CASCADE")
@@ -171,6 +190,30 @@ def _swap(pg, schemas: Iterable[str]) -> None:
             pg.execute(f"ALTER SCHEMA {live} RENAME TO {previous}")
         pg.execute(f"ALTER SCHEMA {staged} RENAME TO {live}")
         pg.execute(f"DROP SCHEMA IF EXISTS {previous} CASCADE")
+
+
+def _swap_when_readers_allow(pg, schemas: Iterable[str]) -> None:
+    """The swap in a savepoint, retried: it waits at most SWAP_LOCK_TIMEOUT for the readers' locks, then gives them
+    way (rolls back to the savepoint, releasing what it took) and tries again. A wait shorter than the server's
+    deadlock_timeout (1 s by default) makes the publish, never an analyst's query, the side that yields when the
+    two wait on each other."""
+    import psycopg
+
+    schemas = list(schemas)
+    for attempt in range(1, SWAP_ATTEMPTS + 1):
+        try:
+            with pg.transaction():  # a savepoint: the staged schemas built before it stay
+                pg.execute(f"SET LOCAL lock_timeout = {_literal(SWAP_LOCK_TIMEOUT)}")
+                _swap(pg, schemas)
+            return
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
+            if attempt == SWAP_ATTEMPTS:
+                raise PostgresPublishError(
+                    f"the swap could not take its locks in {SWAP_ATTEMPTS} tries: a reader keeps a table of "
+                    f"{', '.join(schemas)} open (a long query, or a session idle in a transaction; see "
+                    "pg_stat_activity); nothing was published, the previous schemas stay"
+                ) from None
+            time.sleep(min(0.05 * attempt, 1.0))
 
 
 def publish_postgres(
@@ -189,6 +232,6 @@ def publish_postgres(
         _ensure_role(pg, ANALYST_ROLE)
         counts = _build_analyst_schemas(duck, pg)
         counts.update(_build_site_schema(duck, pg, site_role_prefix))
-        _swap(pg, (*ANALYST_SCHEMAS.values(), SITE_SCHEMA))
+        _swap_when_readers_allow(pg, (*ANALYST_SCHEMAS.values(), SITE_SCHEMA))
     return counts
 
