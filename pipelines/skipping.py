@@ -19,8 +19,12 @@ from ketreg.registry.pseudonym import MissingPseudonymKey, key_fingerprint, key_
 from pipelines.metadata import AssetMetadata
 
 # Settings that change how a run works, not what it produces (staging in parallel gives equal digests; DuckDB's
-# memory and threads change speed only): changing them must not force a rebuild.
-_NOT_INPUTS = {"landing_settle_seconds", "staging_workers", "duckdb_memory_limit", "duckdb_threads"}
+# memory and threads change speed only; the PostgreSQL target decides for itself from what the server holds,
+# publish/postgres_registry): changing them must not force a rebuild.
+_NOT_INPUTS = {
+    "landing_settle_seconds", "staging_workers", "duckdb_memory_limit", "duckdb_threads",
+    "publish_url", "publish_site_role_prefix",
+}
 
 
 def current_plan(context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnection) -> RunPlan:

@@ -17,7 +17,7 @@ from ketreg.run import RunOutcome, run_pipeline
 from synthetic import generate_landing
 
 # Assets downstream of staging: each is rebuilt, or reported skipped, in every run. The PostgreSQL target
-# (off without a publish_url) is not skipped: whether the server still holds what was published is not checked.
+# (off without a publish_url) decides from what the server holds (tests/test_postgres_publish.py).
 _STAGING_AND_BEFORE = ("landing/", "staging/", "publish/postgres_registry")
 
 

@@ -22,6 +22,7 @@ from ketreg.registry.postgres_publish import (
     PostgresPublishError,
     check_publish_url,
     publish_postgres,
+    server_publication,
     site_role,
 )
 
@@ -161,6 +162,42 @@ def test_swap_is_atomic_while_a_reader_stays_connected(
     assert after != before
     assert seen <= {before, after}, f"a reader saw a mix of two publishes: {seen - {before, after}}"
     assert after == _duck(changed, SNAPSHOT_SQL)[0]
+
+
+def _publish_again(published: Path, pg_database: FreshDatabase) -> None:
+    """`ketreg run --publish` once more on the fixture's landing and registry (nothing changed in them)."""
+    root = published.parent
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KETREG_PSEUDONYM_KEY", TEST_KEY)
+        patch.delenv("DAGSTER_HOME", raising=False)
+        code = main(["run", "--landing", str(root / "landing"), "--db", str(root / "registry.duckdb"),
+                     "--publish", pg_database.url])
+    assert code == 0
+
+
+def _patients_table_oid(pg_database: FreshDatabase) -> int:
+    with psycopg.connect(pg_database.url, autocommit=True) as pg:
+        return pg.execute("SELECT 'registry.patients'::regclass::oid").fetchone()[0]
+
+
+def test_nothing_changed_leaves_the_server_as_it_is_unless_it_holds_something_else(
+    published: Path, pg_database: FreshDatabase
+):
+    # The swap test (or a publish by hand) left tables that no run recorded: the next run publishes.
+    with duckdb.connect(str(published), read_only=True) as con:
+        publish_postgres(con, pg_database.url)
+    assert server_publication(pg_database.url).inputs_fingerprint == ""
+    _publish_again(published, pg_database)
+    held = server_publication(pg_database.url)
+    assert held is not None and held.inputs_fingerprint and held.run_id
+    oid = _patients_table_oid(pg_database)
+    # Nothing changed and the server holds this registry: no copy, the same tables, the same record.
+    _publish_again(published, pg_database)
+    assert server_publication(pg_database.url) == held
+    assert _patients_table_oid(pg_database) == oid
+    with psycopg.connect(pg_database.url) as pg:
+        served = pg.execute("SELECT count(*) FROM registry.patients").fetchone()
+    assert served == _duck(published, "SELECT count(*) FROM registry.patients")[0]
 
 
 @pytest.fixture

@@ -32,6 +32,9 @@ COPY_BATCH_ROWS = 50_000
 # How long one swap attempt waits for readers' locks, and how many attempts (with a growing pause) before giving up.
 SWAP_LOCK_TIMEOUT = "200ms"
 SWAP_ATTEMPTS = 60
+# What the server holds: the inputs fingerprint (ketreg/incremental/) of the registry last swapped in, written in the
+# swap's transaction, so a run with nothing changed can tell the server is up to date without reading its tables.
+PUBLICATION_TABLE = '"ketreg_publish"."publication"'
 
 _SIMPLE_TYPES = {
     "VARCHAR": "text", "BOOLEAN": "boolean", "TINYINT": "smallint", "SMALLINT": "smallint",
@@ -216,12 +219,53 @@ def _swap_when_readers_allow(pg, schemas: Iterable[str]) -> None:
             time.sleep(min(0.05 * attempt, 1.0))
 
 
+@dataclass(frozen=True)
+class ServerPublication:
+    """The registry a PostgreSQL database holds, as its last publish recorded it."""
+
+    inputs_fingerprint: str
+    site_role_prefix: str
+    run_id: str
+
+
+def server_publication(url: str) -> ServerPublication | None:
+    """What the last publish to `url` recorded, or None (nothing published there yet, or by a version that kept
+    no record)."""
+    import psycopg
+
+    check_publish_url(url)
+    with psycopg.connect(url, autocommit=True) as pg:
+        if pg.execute("SELECT to_regclass(%s)", [PUBLICATION_TABLE]).fetchone() == (None,):
+            return None
+        row = pg.execute(f"SELECT inputs_fingerprint, site_role_prefix, run_id FROM {PUBLICATION_TABLE}").fetchone()
+    return ServerPublication(*row) if row else None
+
+
+def _record_publication(pg, inputs_fingerprint: str, site_role_prefix: str, run_id: str) -> None:
+    pg.execute("CREATE SCHEMA IF NOT EXISTS ketreg_publish")
+    pg.execute(
+        f"CREATE TABLE IF NOT EXISTS {PUBLICATION_TABLE} (inputs_fingerprint text NOT NULL, "
+        "site_role_prefix text NOT NULL, run_id text NOT NULL, published_at timestamptz NOT NULL)"
+    )
+    pg.execute(f"DELETE FROM {PUBLICATION_TABLE}")
+    pg.execute(
+        f"INSERT INTO {PUBLICATION_TABLE} VALUES (%s, %s, %s, now())", [inputs_fingerprint, site_role_prefix, run_id]
+    )
+
+
 def publish_postgres(
-    duck: duckdb.DuckDBPyConnection, url: str, site_role_prefix: str = DEFAULT_SITE_ROLE_PREFIX
+    duck: duckdb.DuckDBPyConnection,
+    url: str,
+    site_role_prefix: str = DEFAULT_SITE_ROLE_PREFIX,
+    *,
+    inputs_fingerprint: str = "",
+    run_id: str = "",
 ) -> dict[str, int]:
     """Publish the analysts' tier (`registry`, `metrics`) and the data-manager tier (`site_private`, row-level
-    security per site role) of the working store `duck` to the PostgreSQL database at `url`, in one transaction.
-    Returns the row count of each published table (`schema.table`). On any error nothing changes."""
+    security per site role) of the working store `duck` to the PostgreSQL database at `url`, in one transaction,
+    with the inputs fingerprint and run it was built from (`server_publication` reads them back; empty when
+    unknown, which no later run takes for up to date). Returns the row count of each published table
+    (`schema.table`). On any error nothing changes."""
     import psycopg
 
     check_publish_url(url)
@@ -233,5 +277,5 @@ def publish_postgres(
         counts = _build_analyst_schemas(duck, pg)
         counts.update(_build_site_schema(duck, pg, site_role_prefix))
         _swap_when_readers_allow(pg, (*ANALYST_SCHEMAS.values(), SITE_SCHEMA))
+        _record_publication(pg, inputs_fingerprint, site_role_prefix, run_id)
     return counts
-

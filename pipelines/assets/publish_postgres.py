@@ -1,13 +1,16 @@
 """Publish layer, PostgreSQL target: when `settings.publish_url` is set (`ketreg run --publish postgresql://…`,
 or KETREG_PUBLISH_URL for the daemon), the analysts' tier and the site tier go to PostgreSQL after the analysts'
-DuckDB file, each swapped in one transaction. Unset (the default), this step publishes nothing."""
+DuckDB file, each swapped in one transaction. Unset (the default), this step publishes nothing. When nothing changed
+since the registry the server holds (its recorded inputs fingerprint is this run's), the step publishes nothing
+either: a sensor run every minute must not copy the whole registry to the server every minute."""
 
 import dagster as dg
 
-from ketreg.registry.postgres_publish import publish_postgres
+from ketreg.registry.postgres_publish import publish_postgres, server_publication
 from pipelines.assets.publish import analyst_registry
 from pipelines.assets.site_private import site_private_assets
 from pipelines.resources import RegistrySettings
+from pipelines.skipping import current_plan
 
 
 @dg.asset(
@@ -23,7 +26,29 @@ def postgres_registry(context: dg.AssetExecutionContext, settings: RegistrySetti
     if not settings.publish_url:
         return dg.MaterializeResult(metadata={"published": False, "why": "no publish_url set"})
     with settings.working_db() as con:
-        counts = publish_postgres(con, settings.publish_url, settings.publish_site_role_prefix)
+        plan = current_plan(context, con)
+        held = server_publication(settings.publish_url)
+        if (
+            plan.unchanged_since is not None
+            and held is not None
+            and (held.inputs_fingerprint, held.site_role_prefix)
+            == (plan.inputs_fingerprint, settings.publish_site_role_prefix)
+        ):
+            return dg.MaterializeResult(
+                metadata={
+                    "published": False,
+                    "skipped": True,
+                    "origin_run": held.run_id,
+                    "why": f"the server holds the registry of run {held.run_id}; nothing changed since",
+                }
+            )
+        counts = publish_postgres(
+            con,
+            settings.publish_url,
+            settings.publish_site_role_prefix,
+            inputs_fingerprint=plan.inputs_fingerprint,
+            run_id=context.run.run_id,
+        )
     context.log.info(f"published {len(counts)} tables to PostgreSQL")
     return dg.MaterializeResult(
         metadata={"published": True, **{f"rows_{table}": rows for table, rows in counts.items()}}
