@@ -18,7 +18,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from ketreg.run import run_pipeline
+from ketreg_app.run import run_pipeline
 from schemas.protocol import Protocol, load_protocol
 from schemas.tables import TABLES, TABLES_BY_NAME
 from schemas.validation import ParentRows, TableValidation, validate_table

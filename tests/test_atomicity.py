@@ -271,7 +271,7 @@ def test_writes_open_transactions_only_through_the_helper() -> None:
     helper = root / "ketreg" / "warehouse" / "transaction.py"
     copies = [
         f"{path.relative_to(root)}:{number}"
-        for package in ("ketreg", "pipelines", "schemas")
+        for package in ("ketreg", "ketreg_app", "pipelines", "schemas")
         for path in sorted((root / package).rglob("*.py")) if path != helper
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if any(call in line for call in (".begin()", ".rollback()", "BEGIN TRANSACTION", "ROLLBACK"))

@@ -11,7 +11,7 @@ import pytest
 from support import Rows
 from test_mapping import SITE, canonical_mapping, write_site
 
-from ketreg.cli import main
+from ketreg_app.cli import main
 
 
 def _check(folder: Path, sites: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:

@@ -16,7 +16,7 @@ from support import TEST_KEY, write_export
 def _ketreg(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "KETREG_PSEUDONYM_KEY": TEST_KEY, **(env or {})}
     environment.pop("DAGSTER_HOME", None)
-    return subprocess.run([sys.executable, "-m", "ketreg.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "ketreg_app.cli", *args], capture_output=True, text=True,
                           env=environment, timeout=300)
 
 

@@ -604,7 +604,7 @@ def test_predictors_and_planning_do_not_depend_on_row_order():
 
 
 def test_the_run_summary_states_the_primary_estimand_beside_the_study_responder_rate(cohort: RegistryRun):
-    from ketreg.summary import run_summary
+    from ketreg_app.summary import run_summary
 
     summary = run_summary(cohort.analyst_db)
     # Sustained responders 2 of 5 (Wilson 11.8 %–76.9 %); the study's responder rate 5 of 5.

@@ -11,8 +11,8 @@ import pytest
 from support import Rows
 from test_mapping import SITE, write_site
 
-from ketreg.cli import main
 from ketreg.staging.fix_list import fix_list
+from ketreg_app.cli import main
 
 
 def _check(folder: Path, sites: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
@@ -158,7 +158,7 @@ def test_the_sites_fix_list_from_the_working_store_puts_the_patient_before_what_
 
 
 def test_the_run_summary_names_root_cause_reasons_before_cascades(scenario_registry) -> None:
-    from ketreg.summary import run_summary
+    from ketreg_app.summary import run_summary
 
     line = next(x for x in run_summary(scenario_registry.analyst_db).splitlines()
                 if "most frequent quarantine reasons" in x)

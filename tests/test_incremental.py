@@ -13,7 +13,7 @@ import pytest
 from support import TEST_KEY, write_export
 
 from ketreg.registry.release import table_fingerprints
-from ketreg.run import RunOutcome, run_pipeline
+from ketreg_app.run import RunOutcome, run_pipeline
 from synthetic import generate_landing
 
 # Assets downstream of staging: each is rebuilt, or reported skipped, in every run. The PostgreSQL target

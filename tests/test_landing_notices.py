@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from support import query_db, write_export
 
-from ketreg.cli import main as ketreg_main
 from ketreg.landing.discovery import scan_landing
+from ketreg_app.cli import main as ketreg_main
 
 
 def _messy_landing(landing: Path) -> Path:

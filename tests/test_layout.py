@@ -1,7 +1,13 @@
-"""The product does not depend on the synthetic generator: `synthetic/` is a dev tool at the repository root,
-outside the wheel (tests/test_wheel.py), so nothing in `ketreg`, `pipelines` or `schemas` may import it — neither
-at import time (checked by importing every module in a fresh interpreter) nor inside a function (checked in the
-source, where a lazy `import synthetic` would hide from the first check)."""
+"""The layers import downwards only.
+
+- The product does not depend on the synthetic generator: `synthetic/` is a dev tool at the repository root,
+  outside the wheel (tests/test_wheel.py), so nothing in `ketreg`, `ketreg_app`, `pipelines` or `schemas` may
+  import it — neither at import time (checked by importing every module in a fresh interpreter) nor inside a
+  function (checked in the source, where a lazy `import synthetic` would hide from the first check).
+- The app layer (`ketreg_app`: the command, one run, its summary, the pre-flight) sits above the orchestration
+  (`pipelines`), which sits above the library (`ketreg`) and the contracts (`schemas`): the library and the
+  contracts never import `pipelines` or `ketreg_app`, and `pipelines` never imports `ketreg_app` (checked in the
+  source, lazy imports included)."""
 
 from __future__ import annotations
 
@@ -12,11 +18,31 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PRODUCT = ("ketreg", "pipelines", "schemas")
+PRODUCT = ("ketreg", "ketreg_app", "pipelines", "schemas")
 
 
-def _product_sources() -> list[Path]:
-    return sorted(path for package in PRODUCT for path in (ROOT / package).rglob("*.py"))
+def _product_sources(packages: tuple[str, ...] = PRODUCT) -> list[Path]:
+    return sorted(path for package in packages for path in (ROOT / package).rglob("*.py"))
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every absolute import in the file, at module level or inside a function."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def _offenders(packages: tuple[str, ...], forbidden: tuple[str, ...]) -> list[str]:
+    return [
+        f"{path.relative_to(ROOT)}:{line} {name}"
+        for path in _product_sources(packages)
+        for line, name in _imports(path)
+        if any(name == top or name.startswith(top + ".") for top in forbidden)
+    ]
 
 
 def test_importing_every_product_module_never_loads_the_generator() -> None:
@@ -41,18 +67,30 @@ def test_importing_every_product_module_never_loads_the_generator() -> None:
 
 
 def test_no_product_source_imports_the_generator() -> None:
-    offenders = []
-    for path in _product_sources():
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            offenders += [f"{path.relative_to(ROOT)}:{node.lineno} {name}" for name in names
-                          if name == "synthetic" or name.startswith("synthetic.")]
-    assert offenders == []
+    assert _offenders(PRODUCT, ("synthetic",)) == []
+
+
+def test_the_library_and_the_contracts_never_import_the_orchestration_or_the_app() -> None:
+    assert _offenders(("ketreg", "schemas"), ("pipelines", "ketreg_app")) == []
+
+
+def test_the_orchestration_never_imports_the_app() -> None:
+    assert _offenders(("pipelines",), ("ketreg_app",)) == []
+
+
+def test_the_scan_sees_imports_inside_functions() -> None:
+    """The app's command imports the run lazily, inside a handler: the scan must see such an import, or the two
+    tests above could pass on a library that reaches up the same way."""
+    assert (ROOT / "ketreg_app" / "cli.py").is_file()
+    lazy = _offenders(("ketreg_app",), ("ketreg_app.run",))
+    assert lazy and all(entry.startswith("ketreg_app/cli.py:") for entry in lazy)
+    assert _offenders(("ketreg_app",), ("pipelines",))  # the app does use the orchestration
+
+
+def test_the_app_layer_is_not_inside_the_library() -> None:
+    for name in ("cli", "run", "summary", "preflight"):
+        assert (ROOT / "ketreg_app" / f"{name}.py").is_file()
+        assert not (ROOT / "ketreg" / f"{name}.py").exists()
 
 
 def test_the_generator_is_not_a_subpackage_of_the_product() -> None:

@@ -11,10 +11,10 @@ import yaml
 from support import EXPORT_ID, query_db
 from test_mapping import SITE, stage_folder
 
-from ketreg.cli import main
 from ketreg.landing.discovery import scan_export
 from ketreg.landing.exports import read_export
 from ketreg.landing.mapping import MappingError, load_mapping
+from ketreg_app.cli import main
 
 # A REDCap project without a pain-assessment instrument: the baseline NPRS is a field of the baseline event's
 # demographics row, the pre and post NPRS are fields of each infusion's row. P2 has no baseline score yet.

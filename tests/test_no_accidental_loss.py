@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 from support import canonical_rows, query_db, write_export
 
-from ketreg.cli import main as ketreg_main
+from ketreg_app.cli import main as ketreg_main
 from pipelines.resources import RegistrySettings
 from pipelines.sensors import landing_sensor
 

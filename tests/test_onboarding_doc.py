@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ketreg.cli import main
+from ketreg_app.cli import main
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "onboarding-a-site.md"
 STEP = re.compile(r"<!-- walkthrough: (?P<kind>file|edit|run) ?(?P<args>[^>]*?) -->\n```[a-z]*\n(?P<body>.*?)```",

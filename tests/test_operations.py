@@ -16,7 +16,7 @@ import pytest
 from check_support import evaluate_checks
 from support import canonical_rows, query_db, run_registry, write_export
 
-from ketreg.cli import main as ketreg_main
+from ketreg_app.cli import main as ketreg_main
 from pipelines.checks import registry_checks
 from pipelines.definitions import build_definitions
 from pipelines.resources import PseudonymKey, RegistrySettings

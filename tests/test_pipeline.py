@@ -37,8 +37,8 @@ from support import (
 
 from ketreg import cli
 from ketreg.registry.pseudonym import MissingPseudonymKey, install_pseudonym_macro
-from ketreg.run import run_pipeline
-from ketreg.summary import run_summary
+from ketreg_app.run import run_pipeline
+from ketreg_app.summary import run_summary
 from schemas.identifiers import looks_like_identifier
 from schemas.protocol import DEFAULT_PROTOCOL_FILE
 from schemas.tables import TABLES

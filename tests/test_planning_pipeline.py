@@ -159,7 +159,7 @@ def test_dashboard_shows_the_planning_section_offline(faulty_registry: RegistryR
 
 
 def test_the_run_summary_reports_the_kaplan_meier_median_relief(faulty_registry: RegistryRun):
-    from ketreg.summary import run_summary
+    from ketreg_app.summary import run_summary
 
     ((median, events),) = faulty_registry.query(
         "SELECT median_days, events FROM metrics.time_to_event_summary "

@@ -15,7 +15,6 @@ import pytest
 from postgres_support import FreshDatabase, fresh_database
 from support import TEST_KEY, canonical_rows, row_by_id, write_export
 
-from ketreg.cli import main
 from ketreg.registry.postgres_publish import (
     ANALYST_ROLE,
     DEFAULT_SITE_ROLE_PREFIX,
@@ -25,6 +24,7 @@ from ketreg.registry.postgres_publish import (
     server_publication,
     site_role,
 )
+from ketreg_app.cli import main
 
 # Unique site ids per test run: site roles are global to the server, so no two runs share one.
 RUN = uuid.uuid4().hex[:8]

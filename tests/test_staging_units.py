@@ -14,10 +14,10 @@ import pytest
 
 from ketreg.landing.discovery import scan_landing
 from ketreg.registry.release import table_fingerprints
-from ketreg.run import run_pipeline
 from ketreg.staging.stage import export_bytes, stage_landing
 from ketreg.staging.tables import ensure_staging_tables
 from ketreg.staging.units import UNITS_FOLDER, plan_shares, read_unit, stage_unit
+from ketreg_app.run import run_pipeline
 from pipelines.resources import RegistrySettings
 from pipelines.staging_fanout import JOB_NAME, stage_in_parallel
 from schemas.protocol import load_protocol

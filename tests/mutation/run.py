@@ -53,7 +53,8 @@ def _environment(copy: Path) -> dict[str, str]:
 
 
 def check_imports_come_from(copy: Path) -> None:
-    probe = "import ketreg, pipelines, schemas; print(ketreg.__file__, pipelines.__file__, schemas.__file__)"
+    probe = ("import ketreg, ketreg_app, pipelines, schemas; "
+             "print(ketreg.__file__, ketreg_app.__file__, pipelines.__file__, schemas.__file__)")
     found = subprocess.run([sys.executable, "-c", probe], cwd=copy, env=_environment(copy), capture_output=True,
                            text=True, check=True).stdout.split()
     outside = [path for path in found if not Path(path).resolve().is_relative_to(copy.resolve())]

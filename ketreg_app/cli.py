@@ -23,8 +23,8 @@ def _run(args: argparse.Namespace) -> int:
     from ketreg.registry.key_fingerprint import KeyMismatch
     from ketreg.registry.postgres_publish import PostgresPublishError, check_publish_url
     from ketreg.registry.pseudonym import MissingPseudonymKey
-    from ketreg.run import run_pipeline
-    from ketreg.summary import run_summary
+    from ketreg_app.run import run_pipeline
+    from ketreg_app.summary import run_summary
     from schemas.protocol import ProtocolError, load_metric_settings, load_protocol
 
     landing, analyst_db = Path(args.landing), Path(args.db)
@@ -126,7 +126,7 @@ def _release(args: argparse.Namespace) -> int:
 
 def _check_export(args: argparse.Namespace) -> int:
     from ketreg.landing.limits import LimitsError, load_limits
-    from ketreg.preflight import EXIT_UNUSABLE, check_export
+    from ketreg_app.preflight import EXIT_UNUSABLE, check_export
     from schemas.protocol import ProtocolError, load_protocol
 
     path = Path(args.path)
