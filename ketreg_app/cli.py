@@ -6,10 +6,10 @@ Synthetic landings come from the dev tool `python -m synthetic generate` (synthe
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from ketreg import environment
 from ketreg.errors import UsageError, existing_folder, writable_file_location
 
 # `ketreg run`: 0 every export accepted and the registry published; 1 nothing published (the run failed or
@@ -81,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     dashboard = settings.reports_path / "index.html"
     if dashboard.exists():
         print(f"  quality dashboard: {dashboard}")
-    print(tier_locations(settings.analyst_db_path, settings.work_db_path, settings.reports_path))
+    print(tier_locations(settings.analyst_db_path, settings.work_db_path, settings.reports_path, _releases_dir()))
     for warning in outcome.warnings:
         print(f"  WARNING {warning}")
     if rejected_exports(analyst_db):
@@ -152,8 +152,13 @@ def _check_export(args: argparse.Namespace) -> int:
 
 def _env_sites_dir() -> Path | None:
     """$KETREG_SITES_DIR when set (it must then be a folder), else None: the repository's `sites/`."""
-    configured = os.environ.get("KETREG_SITES_DIR")
-    return existing_folder(Path(configured), "KETREG_SITES_DIR") if configured else None
+    configured = environment.value(environment.SITES_DIR)
+    return existing_folder(Path(configured), environment.SITES_DIR) if configured else None
+
+
+def _releases_dir() -> str:
+    """$KETREG_RELEASES, else ./releases: where `ketreg release` freezes releases."""
+    return environment.value(environment.RELEASES_DIR, "releases")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,9 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     release = commands.add_parser("release", help="freeze the published registry, or verify a release")
     release.add_argument("name", help="release name, e.g. 2026-12-interim")
     release.add_argument("--verify", action="store_true", help="recompute the hashes of an existing release")
-    release.add_argument("--db", default=os.environ.get("KETREG_DB", "demo/registry.duckdb"),
+    release.add_argument("--db", default=environment.value(environment.ANALYST_DB, "demo/registry.duckdb"),
                          help="the published registry to freeze (default: $KETREG_DB or demo/registry.duckdb)")
-    release.add_argument("--releases-dir", default=os.environ.get("KETREG_RELEASES", "releases"),
+    release.add_argument("--releases-dir", default=_releases_dir(),
                          help="where releases live (default: $KETREG_RELEASES or ./releases)")
     release.set_defaults(handler=_release)
     return parser

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
+from ketreg import environment
 from ketreg.incremental.ledger import unchanged_since
 from ketreg.landing.messages import bounded
 from ketreg.registry.key_fingerprint import check_key_matches
@@ -71,7 +71,8 @@ def run_pipeline(
         # The working database is derived from the landing folder only: dropping it loses nothing.
         for path in (settings.work_db_path, settings.work_db_path.with_name(settings.work_db_path.name + ".wal")):
             path.unlink(missing_ok=True)
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    persistent = environment.value(environment.DAGSTER_HOME)
+    instance = dg.DagsterInstance.get() if persistent else dg.DagsterInstance.ephemeral()
     job = build_definitions(resources).resolve_job_def("registry_job")
     result = job.execute_in_process(
         instance=instance,

@@ -1,7 +1,9 @@
 """Configuration of a registry run, as Dagster resources: where the landing folder and the databases are,
-which protocol applies, and the pseudonymisation key (from the environment only)."""
+which protocol applies, and the pseudonymisation key (from the environment only).
 
-import os
+Environment variables reach the resources from `ketreg.environment` (the one module that reads them) and are
+passed down as field values; the key alone is read when a step needs it, never stored as a field."""
+
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from ketreg import environment
 from ketreg.landing.limits import LandingLimits, load_limits
 from ketreg.landing.mapping import default_sites_dir
 from ketreg.registry.pseudonym import key_from_environment
@@ -80,7 +83,10 @@ class RegistrySettings(dg.ConfigurableResource):
 
     @contextmanager
     def working_db(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with connect(self.work_db_path, self.duckdb_memory_limit, self.duckdb_threads) as con:
+        # The fields win; unset, the environment's budget (read when the connection opens, as before).
+        memory_limit = self.duckdb_memory_limit or environment.value(environment.DUCKDB_MEMORY_LIMIT, "")
+        threads = self.duckdb_threads or int(environment.value(environment.DUCKDB_THREADS, "0") or "0")
+        with connect(self.work_db_path, memory_limit, threads) as con:
             yield con
 
 
@@ -105,12 +111,12 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
     """Resources for `dagster dev` and the daemon: paths from KETREG_LANDING / KETREG_DB (the demo's by default)."""
     return {
         "settings": RegistrySettings(
-            landing_dir=os.environ.get("KETREG_LANDING", "demo/landing"),
-            analyst_db=os.environ.get("KETREG_DB", "demo/registry.duckdb"),
-            protocol_file=os.environ.get("KETREG_PROTOCOL", ""),
-            sites_dir=os.environ.get("KETREG_SITES_DIR", ""),
-            publish_url=os.environ.get("KETREG_PUBLISH_URL", ""),
-            staging_workers=int(os.environ.get("KETREG_STAGING_WORKERS", "1")),
+            landing_dir=environment.value(environment.LANDING, "demo/landing"),
+            analyst_db=environment.value(environment.ANALYST_DB, "demo/registry.duckdb"),
+            protocol_file=environment.value(environment.PROTOCOL_FILE, ""),
+            sites_dir=environment.value(environment.SITES_DIR, ""),
+            publish_url=environment.value(environment.PUBLISH_URL, ""),
+            staging_workers=int(environment.value(environment.STAGING_WORKERS, "1")),
         ),
         "pseudonym_key": PseudonymKey(),
     }

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 from support import query_db, text_cells
 
-from ketreg import cli
 from ketreg.landing.messages import MAX_MESSAGE_CHARS
+from ketreg_app import cli
 from synthetic.hostile import GOOD_SITE, Canaries, write_hostile_landing
 
 pytestmark = pytest.mark.slow  # one end-to-end `ketreg run` in a subprocess (about 45 s), shared by the module

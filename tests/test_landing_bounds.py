@@ -11,12 +11,12 @@ import pytest
 import yaml
 from support import EXPORT_ID, canonical_rows, write_export
 
-from ketreg import cli
 from ketreg.landing.discovery import scan_export
 from ketreg.landing.limits import LimitsError, load_limits
 from ketreg.landing.mapping import MappingError, load_mapping
 from ketreg.landing.messages import MAX_MESSAGE_CHARS, bounded, names
 from ketreg.landing.signature import export_signatures
+from ketreg_app import cli
 
 TABLES = ("patients", "infusions", "assessments", "adverse_events", "dispositions")
 

@@ -96,3 +96,28 @@ def test_the_app_layer_is_not_inside_the_library() -> None:
 def test_the_generator_is_not_a_subpackage_of_the_product() -> None:
     assert (ROOT / "synthetic" / "__main__.py").is_file()
     assert not (ROOT / "ketreg" / "synthetic").exists()
+
+
+_ENVIRONMENT_READERS = {"environ", "environb", "getenv", "getenvb"}
+
+
+def _environment_reads(path: Path) -> list[str]:
+    """Where the file touches the process environment: `os.environ…`, `os.getenv(…)`, `from os import environ`."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if (isinstance(node, ast.Attribute) and node.attr in _ENVIRONMENT_READERS
+                and isinstance(node.value, ast.Name) and node.value.id == "os"):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} os.{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            found += [f"{path.relative_to(ROOT)}:{node.lineno} from os import {alias.name}"
+                      for alias in node.names if alias.name in _ENVIRONMENT_READERS]
+    return found
+
+
+def test_only_the_environment_module_reads_environment_variables() -> None:
+    """Every variable is read in ketreg/environment.py and passed down (the settings resource, the app's
+    defaults): a read anywhere else is a setting nobody can find in one list."""
+    the_one = ROOT / "ketreg" / "environment.py"
+    assert _environment_reads(the_one)  # the scan recognises a read where there is one
+    elsewhere = [read for path in _product_sources() if path != the_one for read in _environment_reads(path)]
+    assert elsewhere == []

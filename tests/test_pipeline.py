@@ -35,8 +35,8 @@ from support import (
     text_cells,
 )
 
-from ketreg import cli
 from ketreg.registry.pseudonym import MissingPseudonymKey, install_pseudonym_macro
+from ketreg_app import cli
 from ketreg_app.run import run_pipeline
 from ketreg_app.summary import run_summary
 from schemas.identifiers import looks_like_identifier

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from support import OTHER_KEY, TEST_KEY, query_db
 
-from ketreg import cli
 from ketreg.registry.pseudonym import DEMO_KEY, MissingPseudonymKey, check_key, key_fingerprint
 from ketreg.registry.release import make_release
 from ketreg.warehouse.file_modes import SHARED_UMASK
+from ketreg_app import cli
 
 
 def _hmac(key: str, text: str) -> str:

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 import duckdb
 
+from ketreg import environment
 from ketreg.incremental.sites import site_digests
 from ketreg.landing.retired import retired_sites
 from ketreg.package_data import package_folder
@@ -106,7 +106,8 @@ def inputs_fingerprint(
         "limits": limits_repr,
         "site_mappings": _folder_fingerprint(sites_dir, "*.y*ml"),
         "settings": json.dumps(settings, sort_keys=True, default=str),
-        "quality_environment": os.environ.get("KETREG_DAGSTER_URL", ""),  # links written into the dashboard
+        # The links written into the dashboard.
+        "quality_environment": environment.value(environment.DAGSTER_URL, ""),
         "pseudonym_key": f"{key_fingerprint}:rekey={rekey}",
     }
     hashed = {name: hashlib.sha256(value.encode()).hexdigest()[:16] for name, value in parts.items()}

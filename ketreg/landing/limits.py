@@ -6,18 +6,18 @@ before parsing it, and a file above one rejects its own export only (`LimitExcee
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from ketreg import environment
 from ketreg.package_data import config_file
 from schemas.yaml_source import read_yaml, validate
 
 DEFAULT_LIMITS_FILE = config_file("limits.yaml")
-LIMITS_VARIABLE = "KETREG_LIMITS_FILE"
+LIMITS_VARIABLE = environment.LIMITS_FILE
 
 
 _Limit = Annotated[StrictInt, Field(gt=0)]  # a bool is not a limit: StrictInt refuses `true`
@@ -70,7 +70,7 @@ class LimitsFile(BaseModel):
 
 def load_limits(path: Path | str | None = None) -> LandingLimits:
     """The limits of `path`, else of $KETREG_LIMITS_FILE, else `config/limits.yaml`."""
-    path = Path(path or os.environ.get(LIMITS_VARIABLE) or DEFAULT_LIMITS_FILE)
+    path = Path(path or environment.value(LIMITS_VARIABLE) or DEFAULT_LIMITS_FILE)
     source = read_yaml(path, "limits file", LimitsError)
     if not isinstance(source.data, dict):
         raise LimitsError(f"limits file {path}: expected one limit per line, as in {DEFAULT_LIMITS_FILE.name}")

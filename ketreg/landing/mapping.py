@@ -8,13 +8,13 @@ together, so a data manager can fix them in one go.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ketreg import environment
 from schemas.tables import TABLES_BY_NAME
 from schemas.yaml_source import key_lines
 
@@ -151,7 +151,7 @@ class SiteMapping:
 
 def default_sites_dir() -> Path:
     """`$KETREG_SITES_DIR`, else the `sites/` folder of the repository."""
-    configured = os.environ.get("KETREG_SITES_DIR")
+    configured = environment.value(environment.SITES_DIR)
     return Path(configured) if configured else Path(__file__).resolve().parents[2] / "sites"
 
 

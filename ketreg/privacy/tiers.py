@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ketreg.reports.site_folders import SITES_FOLDER
 
 
-def tier_locations(analyst_db: Path, work_db: Path, reports_dir: Path) -> str:
-    """Plain-text lines naming each tier, who gets it and where it is."""
+def tier_locations(analyst_db: Path, work_db: Path, reports_dir: Path, releases: Path | str) -> str:
+    """Plain-text lines naming each tier, who gets it and where it is (`releases`: where `ketreg release`
+    freezes releases, as the app resolves it)."""
     sites = reports_dir / SITES_FOLDER
-    releases = os.environ.get("KETREG_RELEASES", "releases")
     site_folders = sorted(p.name for p in sites.iterdir() if p.is_dir()) if sites.is_dir() else []
     if len(site_folders) > 6:  # a registry of many sites: the first few and how many
         site_folders = [*site_folders[:3], f"… {len(site_folders)} sites"]

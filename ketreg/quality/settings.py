@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ketreg import environment
 from ketreg.package_data import config_file
 from schemas.yaml_source import read_yaml, validate
 
@@ -48,5 +48,5 @@ def load_quality_settings(path: Path | str | None = None) -> QualitySettings:
         outcome_completeness=checked.outcome_completeness or {},
         # Where this registry's Dagster UI runs: KETREG_DAGSTER_URL (a deployment's own address) over the file;
         # empty means no UI to link to, and the dashboard shows no Dagster links.
-        dagster_url=os.environ.get("KETREG_DAGSTER_URL", checked.dagster_url or "").strip().rstrip("/"),
+        dagster_url=(environment.value(environment.DAGSTER_URL, checked.dagster_url) or "").strip().rstrip("/"),
     )

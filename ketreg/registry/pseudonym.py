@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import stat
 from pathlib import Path
 
 import duckdb
 
-KEY_VARIABLE = "KETREG_PSEUDONYM_KEY"
-KEY_FILE_VARIABLE = "KETREG_PSEUDONYM_KEY_FILE"
+from ketreg import environment
+
+KEY_VARIABLE = environment.PSEUDONYM_KEY
+KEY_FILE_VARIABLE = environment.PSEUDONYM_KEY_FILE
 # Set only by `make demo` and the test suite: the published demo key is refused everywhere else.
-ALLOW_DEMO_KEY_VARIABLE = "KETREG_ALLOW_DEMO_KEY"
+ALLOW_DEMO_KEY_VARIABLE = environment.ALLOW_DEMO_KEY
 # Published on purpose in the Makefile and the README: fit for synthetic data only.
 DEMO_KEY = "ketreg-demo-key-synthetic-data-only"
 MIN_KEY_BYTES = 32
@@ -35,8 +36,8 @@ class MissingPseudonymKey(RuntimeError):
 def key_from_environment() -> str:
     """The pseudonymisation key from KETREG_PSEUDONYM_KEY, or from the file KETREG_PSEUDONYM_KEY_FILE names
     (one line; its line end is dropped). Refuses a missing, weak or published key, naming the variable."""
-    direct = os.environ.get(KEY_VARIABLE)
-    file_name = os.environ.get(KEY_FILE_VARIABLE)
+    direct = environment.value(KEY_VARIABLE)
+    file_name = environment.value(KEY_FILE_VARIABLE)
     if direct and file_name:
         raise MissingPseudonymKey(f"both {KEY_VARIABLE} and {KEY_FILE_VARIABLE} are set; set only one")
     if file_name:
@@ -73,7 +74,7 @@ def check_key(key: str, variable: str = KEY_VARIABLE) -> None:
     if not key:
         problem = "is not set"
     elif key == DEMO_KEY:
-        if os.environ.get(ALLOW_DEMO_KEY_VARIABLE) == "1":
+        if environment.value(ALLOW_DEMO_KEY_VARIABLE) == "1":
             return
         problem = (f"is the published demo key, fit only for synthetic data (`make demo` allows it with "
                    f"{ALLOW_DEMO_KEY_VARIABLE}=1)")

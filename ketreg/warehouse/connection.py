@@ -3,7 +3,6 @@ modules that import them from this one)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,9 +17,10 @@ __all__ = ["SQL_DIR", "connect", "run_sql_file", "scalar", "sql_text"]
 
 # DuckDB takes 80 % of the machine's memory by default; the pipeline keeps to a budget and spills to disk
 # beyond it, so a registry of hundreds of sites runs in a small container. RegistrySettings.duckdb_memory_limit,
-# else KETREG_DUCKDB_MEMORY_LIMIT, overrides it; likewise duckdb_threads / KETREG_DUCKDB_THREADS (default: DuckDB's,
-# one per core). 512 MB, not more: a step's Python side (imports ~0.4 GB, a staging batch, a Great Expectations
-# part) comes on top, and with 1 GB the SQL-only steps alone reached 1.45 GB RSS at 100 sites × 5,000 patients.
+# else KETREG_DUCKDB_MEMORY_LIMIT (the resource passes either down), overrides it; likewise duckdb_threads /
+# KETREG_DUCKDB_THREADS (default: DuckDB's, one per core). 512 MB, not more: a step's Python side (imports
+# ~0.4 GB, a staging batch, a Great Expectations part) comes on top, and with 1 GB the SQL-only steps alone
+# reached 1.45 GB RSS at 100 sites × 5,000 patients.
 DEFAULT_MEMORY_LIMIT = "512MB"
 
 
@@ -29,14 +29,13 @@ def connect(path: Path | str, memory_limit: str = "", threads: int = 0) -> Itera
     """A read-write connection to the working database, closed on exit. The pipeline runs its DuckDB
     work in one process, so it never waits on its own file lock. The file and its write-ahead log are
     private (0600): they hold the site id ↔ pseudonym map. `memory_limit` (DuckDB's syntax, "1GB") and
-    `threads` fall back to the environment, then to the defaults above."""
+    `threads` as given (the settings resource resolves them from its fields and the environment); empty / 0 =
+    the defaults above."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with private_umask():
         con = duckdb.connect(str(path))
         make_private(Path(path))  # a store created before modes were set
-        memory_limit = memory_limit or os.environ.get("KETREG_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
-        con.execute("SET memory_limit = ?", [memory_limit])
-        threads = threads or int(os.environ.get("KETREG_DUCKDB_THREADS", "0"))
+        con.execute("SET memory_limit = ?", [memory_limit or DEFAULT_MEMORY_LIMIT])
         if threads:
             con.execute("SET threads = ?", [threads])
         try:
