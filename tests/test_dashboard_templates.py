@@ -36,3 +36,19 @@ def test_section_macros_escape_values_but_keep_the_charts_they_are_given() -> No
     assert "<svg class=chart></svg>" in html and "<script>" not in html
     assert 'href="sites/&lt;script&gt;' in html and '<span class="fail">rejected</span>' in html
     assert '<p class="empty">no exports in the landing folder</p>' in str(dashboard._SECTIONS.intake([], "", ""))
+
+
+def test_sites_landing_and_planning_macros_escape_the_sites_text() -> None:
+    from ketreg.quality.templating import PLANNING
+
+    sites = str(dashboard._SECTIONS.sites([(HOSTILE, None, 1, 2345, 0, 3)], "sites"))
+    assert "<script>" not in sites and 'onmouseover="x' not in sites
+    assert '<a href="sites/&lt;script&gt;alert(&#x27;x&#x27;)' in sites  # the link's attribute too
+    assert "<td>–</td><td class=num>2,345</td><td class=num>1</td>" in sites  # no current export; counts
+    assert '<p class="empty">no sites on record</p>' in str(dashboard._SECTIONS.sites([], "sites"))
+    landing = str(dashboard._SECTIONS.landing([(HOSTILE, HOSTILE)]))
+    assert "<script>" not in landing and landing.count("&lt;script&gt;") == 2
+    cell = str(PLANNING.inputs_cell(HOSTILE, "n from <registry>"))
+    assert "<script>" not in cell and cell.endswith("</details>n from &lt;registry&gt;")
+    table = str(PLANNING.table(["p"], [["< 5", dashboard.Markup("<i>kept</i>")]], "none"))
+    assert "<td>&lt; 5</td><td><i>kept</i></td>" in table

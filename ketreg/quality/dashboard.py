@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from html import escape
 from pathlib import Path
 from typing import Any
 
 import duckdb
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from ketreg.privacy.settings import load_privacy_settings
@@ -22,6 +20,9 @@ from ketreg.quality.patient_flow import patient_flow_section
 from ketreg.quality.planning_section import planning_section
 from ketreg.quality.rules import KAHN_CATEGORIES
 from ketreg.quality.site_pages import site_pages_section
+from ketreg.quality.templating import SECTIONS as _SECTIONS
+from ketreg.quality.templating import TEMPLATES as _TEMPLATES
+from ketreg.quality.templating import n as _n
 from ketreg.staging.fix_list import CASCADE_RULE
 from ketreg.warehouse.connection import scalar, sql_text
 
@@ -51,14 +52,6 @@ def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
         "AND schema_name = $schema AND table_name = $table",
         {"schema": schema, "table": table},
     ))
-
-
-def _n(value: Any) -> str:
-    return "" if value is None else f"{value:,}"
-
-
-def _share(numerator: int, denominator: int) -> str:
-    return f"{numerator / denominator:.1%}" if denominator else "–"
 
 
 def _intake(con: duckdb.DuckDBPyConnection) -> str:
@@ -201,25 +194,6 @@ def metrics_section(con: duckdb.DuckDBPyConnection, small_cell_count: int | None
     title = "Responder rate with 95 % intervals by site and etiology"
     chart = svg.forest_plot(forest, title, reference) if forest else ""
     return str(_SECTIONS.metrics(True, rows, Markup(chart), k))
-
-
-def _escaped(value: Any) -> Markup:
-    # Every value the templates print is escaped by html.escape, as the Python-built sections are, so the page
-    # is byte for byte what it was before the templates (MarkupSafe would write ' as &#39; instead of &#x27;).
-    return value if isinstance(value, Markup) else Markup(escape(str(value)))
-
-
-# The page, its style and script, and the checks table are templates (templates/) with autoescaping on; only the
-# sections still built in Python (escaped there) are passed as Markup.
-_TEMPLATES = Environment(
-    loader=PackageLoader("ketreg.quality", "templates"), autoescape=True, undefined=StrictUndefined,
-    finalize=_escaped,
-)
-_TEMPLATES.filters["n"] = _n
-_TEMPLATES.globals["share"] = _share
-# The template's macros (intake, quarantine, …) become attributes of its module when Jinja loads it, so no type
-# can name them; a missing macro fails the dashboard tests (tests/test_dashboard_templates.py).
-_SECTIONS: Any = _TEMPLATES.get_template("sections.html.j2").module
 
 
 def render_dashboard(con: duckdb.DuckDBPyConnection, reports_dir: Path, dagster_url: str) -> Path:

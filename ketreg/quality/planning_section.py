@@ -7,14 +7,15 @@ suppressed rows of metrics.registry_metrics."""
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
 
 import duckdb
+from markupsafe import Markup
 
 from ketreg.privacy.settings import load_privacy_settings
 from ketreg.privacy.shared_metrics import suppressed_metrics
 from ketreg.quality import svg, svg_planning
+from ketreg.quality.templating import PLANNING
 from ketreg.warehouse.connection import scalar
 
 AT_RISK_DAYS = (0, 7, 14, 21, 28, 42, 56, 84, 168)
@@ -36,23 +37,16 @@ def _has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
                             "AND schema_name = 'metrics' AND table_name = $t", {"t": table}))
 
 
-def _table(headers: list[str], rows: list[list[str]], empty: str) -> str:
-    if not rows:
-        return f'<p class="empty">{escape(empty)}</p>'
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
+# Cells are plain text: the templates (templates/planning.html.j2) escape them.
 def _count(value: int | None, k: int) -> str:
     """A count of people, written "< k" when it is a small cell (1 to k − 1)."""
     if value is None:
         return "–"
-    return f"&lt; {k}" if 1 <= value < k else f"{value:,}"
+    return f"< {k}" if 1 <= value < k else f"{value:,}"
 
 
 def _num(value: Any, pattern: str = "{:.3g}") -> str:
-    return "–" if value is None else escape(pattern.format(value))
+    return "–" if value is None else pattern.format(value)
 
 
 def _curves(points: list[dict[str, Any]], endpoint: str) -> list[svg_planning.Curve]:
@@ -77,44 +71,37 @@ def _at_risk(curve: svg_planning.Curve, k: int) -> list[str]:
     return cells
 
 
-def _time_to_event(con: duckdb.DuckDBPyConnection, k: int) -> str:
+def _time_to_event(con: duckdb.DuckDBPyConnection, k: int) -> Markup:
     if not _has(con, "time_to_event"):
-        return '<p class="empty">time-to-event metrics not built (metrics.time_to_event)</p>'
+        return PLANNING.empty("time-to-event metrics not built (metrics.time_to_event)")
     points = _rows(con, "SELECT * FROM metrics.time_to_event ORDER BY endpoint, stratum_type, stratum, time_days")
     summary = _rows(con, "SELECT * FROM metrics.time_to_event_summary "
                          "ORDER BY endpoint, stratum_type <> 'overall', stratum_type, stratum")
     small_sites = {(s["endpoint"], s["stratum"]) for s in summary if s["stratum_type"] == "site" and s["patients"] < k}
     points = [p for p in points if (p["endpoint"], p["stratum"]) not in small_sites or p["stratum_type"] != "site"]
-    html = ""
+    plots = []
     for endpoint in ("relief_duration", "time_on_treatment"):
         curves = _curves(points, endpoint)
         if not curves:
             continue
-        html += (f"<h4>{escape(ENDPOINT_NAMES[endpoint])}</h4>"
-                 + svg_planning.km_plot(curves, f"Kaplan–Meier: {ENDPOINT_NAMES[endpoint]} (shaded: 95 % CI)")
-                 + _table(["number at risk", *(f"day {d}" for d in AT_RISK_DAYS)],
-                          [[escape(c.label), *_at_risk(c, k)] for c in curves], "no curve"))
+        plot = svg_planning.km_plot(curves, f"Kaplan–Meier: {ENDPOINT_NAMES[endpoint]} (shaded: 95 % CI)")
+        plots.append((ENDPOINT_NAMES[endpoint], Markup(plot), [[c.label, *_at_risk(c, k)] for c in curves]))
     rows = []
     for s in summary:
-        name = [escape(ENDPOINT_NAMES.get(s["endpoint"], s["endpoint"])), escape(s["stratum"])]
+        name = [ENDPOINT_NAMES.get(s["endpoint"], s["endpoint"]), s["stratum"]]
         if (s["endpoint"], s["stratum"]) in small_sites and s["stratum_type"] == "site":
             rows.append([*name, _count(s["patients"], k), f"suppressed (fewer than {k} patients)", "", ""])
             continue
         rows.append([*name, _count(s["patients"], k), _count(s["events"], k), _num(s["median_days"], "{:g}"),
                      f"{_num(s['ci_low'], '{:g}')} – {_num(s['ci_high'], '{:g}')}"])
-    html += "<h4>Medians</h4>" + _table(
-        ["endpoint", "stratum", "patients", "events", "median days", "95 % CI"], rows, "no time-to-event summary")
-    return html + ("<p><small>Relief is censored at the next infusion, an interruption or loss to follow-up; "
-                   "time on treatment at loss to follow-up, an outside interruption or the last contact. "
-                   "Discontinuation by reason: Aalen–Johansen cumulative incidence (a median is the first day it "
-                   "reaches 50 %). From <code>metrics.time_to_event</code>.</small></p>")
+    return PLANNING.time_to_event(plots, ["number at risk", *(f"day {d}" for d in AT_RISK_DAYS)], rows)
 
 
-def _heterogeneity(con: duckdb.DuckDBPyConnection, k: int) -> str:
+def _heterogeneity(con: duckdb.DuckDBPyConnection, k: int) -> Markup:
     if not _has(con, "site_heterogeneity"):
-        return '<p class="empty">site heterogeneity not built (metrics.site_heterogeneity)</p>'
+        return PLANNING.empty("site heterogeneity not built (metrics.site_heterogeneity)")
     pooled_rows = _rows(con, "SELECT * FROM metrics.site_heterogeneity ORDER BY metric DESC, method")
-    html = ""
+    forest_plot = Markup("")
     dl = [r for r in pooled_rows if r["method"] == "DL" and r["pooled_estimate"] is not None]
     sites = sorted((r for r in suppressed_metrics(con, k) if r["metric"] == "responder_rate"
                     and r["stratum_type"] == "site"), key=lambda r: r["stratum"]) \
@@ -126,73 +113,58 @@ def _heterogeneity(con: duckdb.DuckDBPyConnection, k: int) -> str:
                                 else f"{s['numerator']}/{s['denominator']}") for s in sites]
         pooled = svg_planning.Pooled("pooled (DL)", study["pooled_estimate"], study["ci_low"], study["ci_high"],
                                      study["pi_low"], study["pi_high"])
-        html += svg_planning.pooled_forest(forest, pooled, "Responder rate by site, random-effects pooled")
-    rows = [[escape(r["metric"]), escape(r["method"]), _num(r["sites"], "{}"), _num(r["pooled_estimate"], "{:.1%}"),
+        title = "Responder rate by site, random-effects pooled"
+        forest_plot = Markup(svg_planning.pooled_forest(forest, pooled, title))
+    rows = [[r["metric"], r["method"], _num(r["sites"], "{}"), _num(r["pooled_estimate"], "{:.1%}"),
              f"{_num(r['ci_low'], '{:.1%}')} – {_num(r['ci_high'], '{:.1%}')}", _num(r["tau2"]),
              _num(r["i2"], "{:.0%}"), _num(r["q"], "{:.2f}"),
              f"{_num(r['pi_low'], '{:.1%}')} – {_num(r['pi_high'], '{:.1%}')}"] for r in pooled_rows]
+    icc_shown = None
     if _has(con, "study_planning"):
         icc = _rows(con, "SELECT DISTINCT site_icc, site_icc_ci_low, site_icc_ci_high FROM metrics.study_planning")
         if icc and "site_icc" in icc[0]:
             i = icc[0]
-            html += (f'<p class="icc">Between-site ICC of response (one-way ANOVA): {_num(i["site_icc"])} '
-                     f"(95 % CI {_num(i['site_icc_ci_low'])}–{_num(i['site_icc_ci_high'])}).</p>")
-    return html + _table(["metric", "method", "sites", "pooled", "95 % CI", "τ²", "I²", "Q", "95 % prediction"],
-                         rows, "no pooled estimate") + (
-        "<p><small>Logit scale, DerSimonian–Laird (τ² truncated at 0) and REML; the dashed orange line is the 95 % "
-        "prediction interval for a new site (t with k − 2 df). From <code>metrics.site_heterogeneity</code>."
-        "</small></p>")
+            icc_shown = (_num(i["site_icc"]), _num(i["site_icc_ci_low"]), _num(i["site_icc_ci_high"]))
+    return PLANNING.heterogeneity(forest_plot, icc_shown, rows)
 
 
-def _predictors(con: duckdb.DuckDBPyConnection, k: int) -> str:
+def _predictors(con: duckdb.DuckDBPyConnection, k: int) -> Markup:
     if not _has(con, "response_predictors"):
-        return '<p class="empty">predictors not built (metrics.response_predictors)</p>'
+        return PLANNING.empty("predictors not built (metrics.response_predictors)")
     columns = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE "
                                          "table_schema = 'metrics' AND table_name = 'response_predictors'").fetchall()}
     if "method" not in columns:
-        return '<p class="empty">no Firth fits in metrics.response_predictors</p>'
+        return PLANNING.empty("no Firth fits in metrics.response_predictors")
     fits = _rows(con, "SELECT * FROM metrics.response_predictors WHERE method = 'firth' "
                       "ORDER BY model DESC, factor, level NULLS LAST")
-    rows = [[escape(f["model"]), escape(f["factor"]), escape(f["level"] or "(not recorded)"),
-             escape(f["reference_level"] or ""), _count(f["patients"], k), _num(f["odds_ratio"], "{:.2f}"),
+    rows = [[f["model"], f["factor"], f["level"] or "(not recorded)",
+             f["reference_level"] or "", _count(f["patients"], k), _num(f["odds_ratio"], "{:.2f}"),
              f"{_num(f['ci_low'], '{:.2f}')} – {_num(f['ci_high'], '{:.2f}')}", _num(f["p_value"]),
              _num(f["p_holm"]), _num(f["p_bh"]),
-             "" if (f["note"] or "").startswith("profile penalised") else escape(f["note"] or "")]
+             "" if (f["note"] or "").startswith("profile penalised") else f["note"] or ""]
             for f in fits if f["factor"] != "sample_size_adequacy" and f["level"] != f["reference_level"]]
     adequacy = [f["note"] for f in fits if f["factor"] == "sample_size_adequacy"]
-    return (_table(["model", "factor", "level", "reference", "patients", "odds ratio", "95 % CI (profile)", "p",
-                    "p Holm", "p BH", "note"], rows, "no Firth fits")
-            + "".join(f'<p class="adequacy">{escape(a)}</p>' for a in adequacy))
+    return PLANNING.predictors(rows, adequacy)
 
 
-def _planning(con: duckdb.DuckDBPyConnection) -> str:
+def _planning(con: duckdb.DuckDBPyConnection) -> Markup:
     if not _has(con, "study_planning"):
-        return '<p class="empty">study planning not built (metrics.study_planning)</p>'
+        return PLANNING.empty("study planning not built (metrics.study_planning)")
     plans = _rows(con, "SELECT * FROM metrics.study_planning ORDER BY power, design, clustering")
     if plans and "inputs" not in plans[0]:
-        return '<p class="empty">metrics.study_planning has no inputs column (an older build)</p>'
-    rows = [[escape(p["design"]), escape(p["clustering"]), _num(p["power"], "{:g}"), _num(p["effect_size"]),
+        return PLANNING.empty("metrics.study_planning has no inputs column (an older build)")
+    rows = [[p["design"], p["clustering"], _num(p["power"], "{:g}"), _num(p["effect_size"]),
              _num(p["n_per_arm"], "{}"), _num(p["n_per_arm_after_dropout"], "{}"), _num(p["design_effect"]),
              _num(p["n_per_arm_planned"], "{}"), _num(p["total_patients"], "{}"),
              _num(p["total_patients_icc_upper"], "{}"),
-             f'<details><summary>inputs</summary>{escape(p["inputs"] or "")}</details>{escape(p["note"] or "")}']
+             PLANNING.inputs_cell(p["inputs"] or "", p["note"] or "")]
             for p in plans]
     estimand = plans[0]["estimand"] if plans else ""
-    return (f"<p>Estimand: {escape(estimand)}.</p>"
-            + _table(["design", "clustering", "power", "effect size", "n per arm", "after dropout", "design effect",
-                      "n per arm planned", "total", "total (ICC upper 95 %)", "inputs and source tables"],
-                     rows, "no sample sizes"))
+    return PLANNING.sample_sizes(estimand, rows)
 
 
 def planning_section(con: duckdb.DuckDBPyConnection, small_cell_count: int | None = None) -> str:
     """The HTML fragment of the planning section (one <section id="planning">), small cells suppressed
     (config/privacy.yaml unless given)."""
     k = load_privacy_settings().small_cell_count if small_cell_count is None else small_cell_count
-    return (
-        '<section id="planning"><h2>Planning the next study</h2>'
-        "<h3>Time to event</h3>" + _time_to_event(con, k)
-        + "<h3>Between-site heterogeneity of response</h3>" + _heterogeneity(con, k)
-        + "<h3>Predictors of response (Firth-penalised logistic regression)</h3>" + _predictors(con, k)
-        + "<h3>Sample sizes with their inputs</h3>" + _planning(con)
-        + "</section>"
-    )
+    return str(PLANNING.section(_time_to_event(con, k), _heterogeneity(con, k), _predictors(con, k), _planning(con)))
