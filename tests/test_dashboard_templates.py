@@ -31,7 +31,7 @@ def test_check_rows_escape_hostile_text_in_cells_and_attributes() -> None:
 
 def test_section_macros_escape_values_but_keep_the_charts_they_are_given() -> None:
     exports = [{"site_id": HOSTILE, "export_id": "2026-11-01", "status": "rejected", "is_current": False,
-                "rows_received": 0, "rows_accepted": 0, "rows_quarantined": 0}]
+                "rows_read": 0, "rows_accepted": 0, "rows_quarantined": 0}]
     html = str(dashboard._SECTIONS.intake(exports, dashboard.Markup("<svg class=chart></svg>"), ""))
     assert "<svg class=chart></svg>" in html and "<script>" not in html
     assert 'href="sites/&lt;script&gt;' in html and '<span class="fail">rejected</span>' in html

@@ -6,7 +6,7 @@ SELECT
     e.status,
     e.notice_count,
     e.is_current,
-    coalesce(sum(f.rows_read), 0) AS rows_received,
+    coalesce(sum(f.rows_read), 0) AS rows_read,
     coalesce(sum(f.rows_accepted), 0) AS rows_accepted,
     coalesce(sum(f.rows_quarantined), 0) AS rows_quarantined
 FROM registry.exports AS e
