@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,15 @@ def test_only_the_environment_module_reads_environment_variables() -> None:
     assert _environment_reads(the_one)  # the scan recognises a read where there is one
     elsewhere = [read for path in _product_sources() if path != the_one for read in _environment_reads(path)]
     assert elsewhere == []
+
+
+def test_every_variable_the_docs_name_is_one_the_environment_module_reads() -> None:
+    """A variable in the docs that no code reads would be a setting that silently does nothing."""
+    from ketreg import environment
+
+    declared = {value for name, value in vars(environment).items() if name.isupper() and isinstance(value, str)}
+    documents = [ROOT / "README.md", ROOT / "Makefile", *sorted((ROOT / "docs").glob("*.md"))]
+    named = {match for path in documents for match in re.findall(r"\bKETREG_[A-Z_]+[A-Z]\b",
+                                                                 path.read_text(encoding="utf-8"))}
+    assert "KETREG_PSEUDONYM_KEY" in named  # the scan found the docs' variables at all
+    assert named - declared == set()
