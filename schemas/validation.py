@@ -90,24 +90,54 @@ def _pandera_failures(
         cases = errors.failure_cases
     else:
         return concat_failures([])
-    rows = []
-    for case in cases.iter_rows(named=True):
-        if case["index"] is None:
-            # A failure without a row means the frame itself is wrong: a bug here, not bad site data.
-            raise RuntimeError(f"{table.name}: schema-level failure {case}")
-        row_rule = table.row_rule(case["check"]) if case["schema_context"] == "DataFrameSchema" else None
+    unplaced = cases.filter(pl.col("index").is_null())
+    if unplaced.height:
+        # A failure without a row means the frame itself is wrong: a bug here, not bad site data.
+        raise RuntimeError(f"{table.name}: schema-level failure {unplaced.row(0, named=True)}")
+    # One message per failed cell, written per kind of failure (schema context, column, check) with polars
+    # expressions rather than row by row in Python: a 1 % error rate is 100,000s of cells at scale.
+    cases = cases.with_row_index("_order").with_columns(pl.col("index").cast(pl.Int64))
+    frames = []
+    for (context, column, check), group in cases.group_by(
+        "schema_context", "column", "check", maintain_order=True
+    ):
+        rows = group["index"]
+        row_rule = table.row_rule(check) if context == "DataFrameSchema" else None
         if row_rule is not None:
-            column = ",".join(row_rule.columns)
-            as_received = ", ".join(f"{c} '{raw[c][case['index']]}'" for c in row_rule.columns)
-            rule, message = row_rule.name, f"{row_rule.message} ({as_received})"
+            # The cells as the site wrote them ("None" for an empty cell, as Python prints it).
+            parts: list[pl.Expr] = [pl.lit(f"{row_rule.message} (")]
+            for position, name in enumerate(row_rule.columns):
+                separator = ", " if position else ""
+                group = group.with_columns(_as_written(raw[name], rows).alias(f"_cell{position}"))
+                parts += [pl.lit(f"{separator}{name} '"), pl.col(f"_cell{position}"), pl.lit("'")]
+            parts.append(pl.lit(")"))
+            failed_column, rule = ",".join(row_rule.columns), row_rule.name
         else:
-            column = case["column"]
+            failed_column = column
             # Quote the cell as the site wrote it, not as it was parsed (700, not 700.0).
-            rule, message = _check_message(
-                table, protocol, column, case["check"], raw[column][case["index"]]
-            )
-        rows.append({"row": case["index"], "column": column, "rule": rule, "message": message})
-    return concat_failures([pl.DataFrame(rows, schema_overrides={"row": pl.Int64})])
+            rule, template = _check_message(table, protocol, column, check, _VALUE)
+            before, value, after = template.partition(_VALUE)
+            parts = [pl.lit(before)]
+            if value:
+                group = group.with_columns(_as_written(raw[column], rows).alias("_cell0"))
+                parts += [pl.col("_cell0"), pl.lit(after)]
+        frames.append(group.select(
+            "_order",
+            pl.col("index").alias("row"),
+            pl.lit(failed_column, pl.String).alias("column"),
+            pl.lit(rule, pl.String).alias("rule"),
+            pl.concat_str(parts).alias("message"),
+        ))
+    return concat_failures([pl.concat(frames).sort("_order")] if frames else [])
+
+
+# Stands for the cell's value while a message is written once per kind of failure; no site text holds it.
+_VALUE = "\x00value\x00"
+
+
+def _as_written(text: pl.Series, rows: pl.Series) -> pl.Series:
+    """The cells of `rows` as the site wrote them, an empty cell as "None" (what an f-string makes of it)."""
+    return text.gather(rows).fill_null("None")
 
 
 def _reference_failures(

@@ -98,16 +98,23 @@ def key_fingerprint(key: str) -> str:
 
 def install_pseudonym_macro(con: duckdb.DuckDBPyConnection, key: str) -> None:
     """Define `pseudonym(text) → hex HMAC-SHA256(key, text)` for this connection only (a TEMP macro is
-    never written to the database file)."""
+    never written to the database file). The padded keys go in as bound parameters of connection variables,
+    never as SQL text: the macro's text (which DuckDB shows in `duckdb_functions()` and quotes in errors)
+    names the variables only."""
     if not key:
         raise MissingPseudonymKey(f"{KEY_VARIABLE} is not set")
     secret = key.encode()
     if len(secret) > _BLOCK:
         secret = hashlib.sha256(secret).digest()
     secret = secret.ljust(_BLOCK, b"\0")
-    inner_pad = bytes(b ^ 0x36 for b in secret).hex()
-    outer_pad = bytes(b ^ 0x5C for b in secret).hex()
+    con.execute(f"SET VARIABLE {_INNER_PAD} = ?", [bytes(b ^ 0x36 for b in secret)])
+    con.execute(f"SET VARIABLE {_OUTER_PAD} = ?", [bytes(b ^ 0x5C for b in secret)])
     con.execute(
         "CREATE OR REPLACE TEMP MACRO pseudonym(message) AS "
-        f"sha256(unhex('{outer_pad}') || unhex(sha256(unhex('{inner_pad}') || encode(message))))"
+        f"sha256(getvariable('{_OUTER_PAD}') || unhex(sha256(getvariable('{_INNER_PAD}') || encode(message))))"
     )
+
+
+# Connection variables (in memory, gone with the connection) holding the key XOR-ed with HMAC's pads.
+_INNER_PAD = "ketreg_hmac_inner_pad"
+_OUTER_PAD = "ketreg_hmac_outer_pad"
