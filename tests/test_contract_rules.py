@@ -721,3 +721,33 @@ def test_unreadable_cells_in_several_exports_validated_together_are_each_quarant
         "birth_year must be a whole number (got '19x0')",
         "cnp_diagnosis_date must be an ISO date YYYY-MM-DD (got '31/02/2024')",
     }
+
+
+def test_each_failed_cell_is_quoted_from_its_own_row_when_many_fail_together(rows: Rows):
+    # Messages are written per kind of failure for all its cells at once (schemas/validation.py): each must
+    # still quote the value of its own row, for checks on one cell and for row rules over a repeated id.
+    template = rows["assessments"][0]
+    assessments = []
+    for index in range(60):
+        row = {**template, "assessment_id": f"ASM-{index:04d}"}
+        if index % 3 == 0:
+            row["nprs"] = str(11 + index)
+        if index % 5 == 0:
+            row["timepoint"] = f"week{index}"
+        if index % 7 == 0:
+            row["assessment_id"] = "ASM-REPEATED"
+        assessments.append(row)
+    rows["assessments"] = assessments
+
+    result = validate_rows(rows, upto="assessments")["assessments"]
+
+    for index in range(60):
+        expected = set()
+        if index % 3 == 0:
+            expected.add(f"nprs must be at most 10 (got '{11 + index}')")
+        if index % 5 == 0:
+            expected.add(f"timepoint must be one of: {', '.join(TIMEPOINTS)} (got 'week{index}')")
+        if index % 7 == 0:
+            expected.add("assessment_id appears more than once in the file (assessment_id 'ASM-REPEATED')")
+        got = {reason["message"] for reason in quarantine_reasons(result, source_line=index + 2)}
+        assert got == expected, index

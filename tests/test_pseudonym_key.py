@@ -10,10 +10,17 @@ import json
 import stat
 from pathlib import Path
 
+import duckdb
 import pytest
 from support import OTHER_KEY, TEST_KEY, query_db
 
-from ketreg.registry.pseudonym import DEMO_KEY, MissingPseudonymKey, check_key, key_fingerprint
+from ketreg.registry.pseudonym import (
+    DEMO_KEY,
+    MissingPseudonymKey,
+    check_key,
+    install_pseudonym_macro,
+    key_fingerprint,
+)
 from ketreg.registry.release import make_release
 from ketreg.warehouse.file_modes import SHARED_UMASK
 from ketreg_app import cli
@@ -188,3 +195,17 @@ def test_a_scheduled_run_with_another_key_fails_in_its_registry_step_and_rekey_i
     assert con.execute("SELECT key_fingerprint, rekeyed_from FROM registry.pseudonym_key").fetchall() == [
         (key_fingerprint(OTHER_KEY), key_fingerprint(TEST_KEY)),
     ]
+
+
+def test_pseudonym_macro_text_holds_no_key_material():
+    # DuckDB shows a macro's text in duckdb_functions() and quotes SQL in its errors: the key and the padded
+    # keys HMAC derives from it (which give the key back by one XOR) go in as bound parameters only.
+    con = duckdb.connect()
+    install_pseudonym_macro(con, TEST_KEY)
+    padded = TEST_KEY.encode().ljust(64, b"\0")
+    secrets = {TEST_KEY, *(bytes(b ^ pad for b in padded).hex() for pad in (0x36, 0x5C))}
+    (definition,) = con.execute(
+        "SELECT macro_definition FROM duckdb_functions() WHERE function_name = 'pseudonym'"
+    ).fetchone()
+    assert not [secret for secret in secrets if secret.lower() in definition.lower()]
+    assert con.execute("SELECT pseudonym('site_a/PT-0001')").fetchone()[0] == _hmac(TEST_KEY, "site_a/PT-0001")
