@@ -130,14 +130,14 @@ def export_batches(exports: list[LandingExport]) -> Iterator[list[LandingExport]
 def _counts(raw: pl.DataFrame, result: TableValidation, table: TableContract) -> pl.DataFrame:
     key = ["site_id", "export_id"]
     read = raw.group_by(key).agg(pl.len().cast(pl.Int64).alias("rows_read"))
-    accepted = result.accepted.group_by(key).agg(pl.len().cast(pl.Int64).alias("rows_accepted"))
     quarantined = result.quarantined.group_by(key).agg(pl.len().cast(pl.Int64).alias("rows_quarantined"))
+    # Every row read is either accepted or quarantined (validate_table splits them), so the accepted count is
+    # the difference: no third pass over the largest frame.
     return (
-        read.join(accepted, on=key, how="left")
-        .join(quarantined, on=key, how="left")
-        .with_columns(
-            pl.col("rows_accepted", "rows_quarantined").fill_null(0), pl.lit(table.file_name).alias("file_name")
-        )
+        read.join(quarantined, on=key, how="left")
+        .with_columns(pl.col("rows_quarantined").fill_null(0))
+        .select(*key, "rows_read", (pl.col("rows_read") - pl.col("rows_quarantined")).alias("rows_accepted"),
+                "rows_quarantined", pl.lit(table.file_name).alias("file_name"))
     )
 
 
