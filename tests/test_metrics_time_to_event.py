@@ -14,14 +14,17 @@ from lifelines import AalenJohansenFitter
 from scipy import stats
 from statsmodels.duration.survfunc import SurvfuncRight
 
+from ketreg.metrics.build import time_to_event_tallies_sql
 from ketreg.metrics.time_to_event import (
+    TALLY_SCHEMA,
     cumulative_incidence,
     kaplan_meier,
+    read_tallies,
     relief_episodes,
-    relief_episodes_for_curves,
+    tallies_from_rows,
     time_to_event_tables,
+    time_to_event_tables_from_tallies,
     treatment_courses,
-    treatment_courses_for_curves,
 )
 
 # Fixed data with ties between events and censorings (integer days, as the registry records them).
@@ -183,12 +186,62 @@ def test_the_same_input_gives_bit_identical_tables(registry):
         assert a.equals(b)
 
 
-def test_the_compact_inputs_the_pipeline_reads_give_the_same_tables_as_the_full_rows(registry):
-    compact = relief_episodes_for_curves(registry), treatment_courses_for_curves(registry)
-    # No pseudonymous key travels as text (their memory is what the compact frames save) ...
-    assert all(frame.schema[key].is_integer() for frame in compact for key in frame.columns if key.endswith("_key"))
-    # ... and the tables are bit for bit those of the full rows.
-    full = time_to_event_tables(relief_episodes(registry), treatment_courses(registry))
-    for a, b in zip(full, time_to_event_tables(*compact), strict=True):
+def _sql_tallies(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    con.execute("CREATE SCHEMA IF NOT EXISTS metrics_partial")
+    con.execute(time_to_event_tallies_sql())
+    return read_tallies(con)
+
+
+def _sorted(tallies: pl.DataFrame) -> pl.DataFrame:
+    return tallies.sort(list(TALLY_SCHEMA)[:6], nulls_last=True)
+
+
+def test_the_sql_tallies_count_what_the_episodes_rows_hold(registry):
+    from_sql = _sql_tallies(registry)
+    assert _sorted(from_sql).equals(_sorted(tallies_from_rows(relief_episodes(registry), treatment_courses(registry))))
+    relief = from_sql.filter(pl.col("endpoint") == "relief_duration")
+    # Nine infusions of five patients, seven of them with a relief duration; p1's i13 has none.
+    assert relief["episodes"].sum() == 9 and relief["patients"].sum() == 5
+    assert relief.filter(pl.col("status") == "not_recorded")["episodes"].sum() == 2
+
+
+def test_curves_from_the_sites_tallies_are_bit_for_bit_those_fitted_on_every_episode(registry):
+    from_rows = time_to_event_tables(relief_episodes(registry), treatment_courses(registry))
+    for a, b in zip(from_rows, time_to_event_tables_from_tallies(_sql_tallies(registry)), strict=True):
         assert a.equals(b)
-    assert compact[0]["status"].sort().to_list() == relief_episodes(registry)["status"].sort().to_list()
+
+
+def test_counted_rows_fit_the_same_bits_as_one_row_per_subject():
+    rng = np.random.default_rng(3)
+    # Many subjects on few days, with ties of events and censorings: what the registry's curves look like.
+    times = rng.integers(0, 60, 20_000).astype(float)
+    events = rng.random(20_000) < 0.6
+    causes = np.where(events, rng.integers(1, 4, 20_000), 0)
+    grouped = pl.DataFrame({"t": times, "e": events, "c": causes}).group_by("t", "e", "c").len().sort("t", "e", "c")
+    counts = grouped["len"].to_numpy()
+    one_each = kaplan_meier(times, events)
+    counted = kaplan_meier(grouped["t"].to_numpy(), grouped["e"].to_numpy(), counts=counts)
+    assert one_each == counted
+    for cause in (1, 2, 3):
+        assert cumulative_incidence(times, causes, cause) == cumulative_incidence(
+            grouped["t"].to_numpy(), grouped["c"].to_numpy(), cause, counts=counts)
+
+
+def test_a_site_recounted_alone_gives_the_tallies_of_a_whole_recount(registry):
+    """What the pipeline does when one site's rows change: delete that site's tallies and insert them again
+    from its rows only (ketreg/incremental/sites.py); the table must then equal a whole rebuild."""
+    from ketreg.incremental.sites import run_site_scoped
+
+    whole = _sql_tallies(registry)
+    for table in ("patients", "infusions", "assessments", "dispositions"):
+        if "site_id" not in registry.table(f"registry.{table}").columns:
+            registry.execute(f"ALTER TABLE registry.{table} ADD COLUMN site_id VARCHAR")
+            registry.execute(f"UPDATE registry.{table} AS t SET site_id = p.site_id FROM registry.patients AS p "
+                             "WHERE p.patient_key = t.patient_key")
+    registry.execute("UPDATE registry.infusions SET relief_duration_days = 4 WHERE infusion_key = 'i42'")
+    run_site_scoped(registry, time_to_event_tallies_sql(), {}, ["b"])
+    recounted = read_tallies(registry)
+    assert recounted.filter(pl.col("site_id") == "a").sort(list(TALLY_SCHEMA)[:6], nulls_last=True).equals(
+        _sorted(whole).filter(pl.col("site_id") == "a"))
+    assert _sorted(recounted).equals(_sorted(_sql_tallies(registry)))
+    assert not _sorted(recounted).equals(_sorted(whole))

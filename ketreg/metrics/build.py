@@ -10,7 +10,7 @@ import duckdb
 import polars as pl
 
 from ketreg.incremental.sites import record_sites, run_site_scoped, sites_to_rebuild
-from ketreg.warehouse.connection import run_sql_file, sql_text
+from ketreg.warehouse.connection import sql_text
 from ketreg.warehouse.transaction import transaction
 from schemas.protocol import MetricSettings, Protocol
 
@@ -39,6 +39,31 @@ def prepare_metrics(con: duckdb.DuckDBPyConnection) -> None:
 SUMMED_FROM = {"registry_metrics": "site_tallies"}
 
 
+def time_to_event_tallies_sql() -> str:
+    """The statement that builds metrics_partial.time_to_event_tallies: the query of
+    sql/metrics/time_to_event_tallies.sql over the relief episodes and treatment courses, whose queries (one
+    source of truth for what is an event and what is censored) it is given as CTEs."""
+    episodes, courses = (sql_text(f"metrics/{name}.sql").strip().removesuffix(";")
+                         for name in ("relief_episodes", "treatment_courses"))
+    return (f"CREATE OR REPLACE TABLE metrics_partial.time_to_event_tallies AS\n"
+            f"WITH relief_episodes AS (\n{episodes}\n),\n\ntreatment_courses AS (\n{courses}\n)\n\n"
+            f"{sql_text('metrics/time_to_event_tallies.sql').strip().removesuffix(';')};\n")
+
+
+def table_sql(name: str) -> str:
+    """The SQL that (re)builds the table `name` of the metrics layer: its file `sql/metrics/<name>.sql`, or for
+    the time-to-event tallies, that file's query composed with the two it reads."""
+    if name == "time_to_event_tallies":
+        return time_to_event_tallies_sql()
+    return sql_text(f"metrics/{name}.sql")
+
+
+def _run(con: duckdb.DuckDBPyConnection, text: str, parameters: dict[str, object]) -> None:
+    """Execute `text` with the `$name` parameters it uses."""
+    used = {name: value for name, value in parameters.items() if f"${name}" in text}
+    con.execute(text, used) if used else con.execute(text)
+
+
 def build_sql_table(
     con: duckdb.DuckDBPyConnection, name: str, protocol: Protocol, settings: MetricSettings,
     partial_sums_current: bool = False,
@@ -50,8 +75,8 @@ def build_sql_table(
     parameters = {**protocol.as_sql_parameters(), **settings.as_sql_parameters()}
     with transaction(con):
         if name in SUMMED_FROM and not partial_sums_current:
-            run_sql_file(con, f"metrics/{SUMMED_FROM[name]}.sql", parameters)
-        run_sql_file(con, f"metrics/{name}.sql", parameters)
+            _run(con, table_sql(SUMMED_FROM[name]), parameters)
+        _run(con, table_sql(name), parameters)
     ((rows,),) = con.execute(f"SELECT count(*) FROM metrics.{name}").fetchall()
     return rows
 
@@ -63,6 +88,9 @@ PER_SITE_METRIC_TABLES = {
     "patient_outcomes": "metrics.patient_outcomes",
     # Working store only: each site's partial sums of metrics.registry_metrics (sql/metrics/site_tallies.sql).
     "site_tallies": "metrics_partial.site_tallies",
+    # Working store only: each site's counts per day behind metrics.time_to_event
+    # (sql/metrics/time_to_event_tallies.sql).
+    "time_to_event_tallies": "metrics_partial.time_to_event_tallies",
 }
 
 
@@ -80,9 +108,9 @@ def build_sql_table_for_changed_sites(
     parameters = {**protocol.as_sql_parameters(), **settings.as_sql_parameters()}
     with transaction(con):
         if sites is None:
-            run_sql_file(con, f"metrics/{name}.sql", parameters)
+            _run(con, table_sql(name), parameters)
         elif sites:
-            run_site_scoped(con, sql_text(f"metrics/{name}.sql"), parameters, sites)
+            run_site_scoped(con, table_sql(name), parameters, sites)
         record_sites(con, table, shared_digest, run_id)
     return sites
 

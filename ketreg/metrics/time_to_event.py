@@ -2,7 +2,11 @@
 and Aalen–Johansen cumulative incidence of discontinuation by reason (the reasons compete with each other).
 
 The event times come from `sql/metrics/relief_episodes.sql` and `sql/metrics/treatment_courses.sql` (they say
-what is an event and what is censored, and why). Kaplan–Meier uses lifelines (Greenwood variance, log(−log)
+what is an event and what is censored, and why). The pipeline does not read them episode by episode: each site's
+counts per day (`sql/metrics/time_to_event_tallies.sql`, rebuilt only for the sites whose rows changed) are added
+up, and the curves fitted on those counts — both estimators depend on their subjects only through the numbers of
+events, censorings and subjects at risk on each day, so the tables are bit for bit those of a fit on every
+episode (`time_to_event_tables`; tested). Kaplan–Meier uses lifelines (Greenwood variance, log(−log)
 95 % pointwise intervals, median CI by inverting them); the cumulative incidence uses statsmodels'
 `CumIncidenceRight`, which handles tied days exactly — lifelines' AalenJohansenFitter breaks ties by random
 jitter, which would make the published figures change from run to run. The tests check both against the other
@@ -68,35 +72,61 @@ def treatment_courses(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return con.sql(sql_text("metrics/treatment_courses.sql")).pl()
 
 
-def _for_curves(con: duckdb.DuckDBPyConnection, sql_file: str, keys: tuple[str, ...],
-                columns: tuple[str, ...]) -> pl.DataFrame:
-    """The query's rows with only what the curves read, each pseudonymous key replaced by its rank: the keys
-    are long text, and at a hundred sites (6 M infusions) the full rows alone took about a gigabyte in memory.
-    Ranks keep the keys' order, so the rows sort as they would by key and the tables come out identical."""
-    query = sql_text(sql_file).strip().removesuffix(";")
-    ranks = ", ".join(f"dense_rank() OVER (ORDER BY {key}) AS {key}" for key in keys)
-    return con.sql(f"SELECT site_id, {ranks}, {', '.join(columns)} FROM ({query}\n)").pl()
+# metrics_partial.time_to_event_tallies (sql/metrics/time_to_event_tallies.sql): per site, endpoint, status, day,
+# event and reason, the episodes and (of them, each patient's first analysed one) the patients.
+TALLY_SCHEMA = {
+    "site_id": pl.String,
+    "endpoint": pl.String,
+    "status": pl.String,
+    "time_days": pl.Int64,
+    "event": pl.Boolean,
+    "reason": pl.String,
+    "episodes": pl.Int64,
+    "patients": pl.Int64,
+}
 
 
-def relief_episodes_for_curves(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """`relief_episodes` as `time_to_event_tables` reads it (keys as ranks), with each episode's status."""
-    return _for_curves(con, "metrics/relief_episodes.sql", ("patient_key", "infusion_key"),
-                       ("time_days", "relief_ended", "status"))
+def read_tallies(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Every site's time-to-event tallies (a few rows per site and day), in TALLY_SCHEMA's types."""
+    return con.sql("SELECT * FROM metrics_partial.time_to_event_tallies").pl().cast(TALLY_SCHEMA).select(
+        list(TALLY_SCHEMA))
 
 
-def treatment_courses_for_curves(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """`treatment_courses` as `time_to_event_tables` reads it (keys as ranks)."""
-    return _for_curves(con, "metrics/treatment_courses.sql", ("patient_key",), ("time_days", "discontinued", "reason"))
+def tallies_from_rows(episodes: pl.DataFrame, courses: pl.DataFrame) -> pl.DataFrame:
+    """The tallies of sql/metrics/time_to_event_tallies.sql, counted from the episodes' and courses' rows."""
+    first = (
+        pl.col("time_days").is_not_null()
+        & (pl.int_range(pl.len()).over("patient_key", order_by=["time_days", "infusion_key"], nulls_last=True) == 0)
+    )
+    relief = episodes.select(
+        "site_id", pl.lit(RELIEF).alias("endpoint"), "status", "time_days", pl.col("relief_ended").alias("event"),
+        pl.lit(None, pl.String).alias("reason"), first.alias("first_of_patient"),
+    )
+    treatment = courses.select(
+        "site_id", pl.lit(TIME_ON_TREATMENT).alias("endpoint"), "status", "time_days",
+        pl.col("discontinued").alias("event"), pl.col("reason").cast(pl.String), pl.lit(True).alias("first_of_patient"),
+    )
+    frames = [frame.cast({"time_days": pl.Int64, "event": pl.Boolean}) for frame in (relief, treatment)]
+    return pl.concat(frames).group_by("site_id", "endpoint", "status", "time_days", "event", "reason").agg(
+        pl.len().cast(pl.Int64).alias("episodes"), pl.col("first_of_patient").sum().cast(pl.Int64).alias("patients"),
+    ).select(list(TALLY_SCHEMA))
 
 
-def kaplan_meier(times: np.ndarray, events: np.ndarray, alpha: float = 0.05) -> tuple[list[dict], dict]:
-    """The Kaplan–Meier curve (one row per distinct time, from 0) and the median with its 95 % CI."""
+def kaplan_meier(
+    times: np.ndarray, events: np.ndarray, alpha: float = 0.05, counts: np.ndarray | None = None
+) -> tuple[list[dict], dict]:
+    """The Kaplan–Meier curve (one row per distinct time, from 0) and the median with its 95 % CI; `counts`: how
+    many subjects each (time, event) row stands for (one each when not given). lifelines fits from its table of
+    subjects, events and censorings per time, which it builds by adding up each row's weight (one, unless given):
+    whole numbers, exact in any order, so counted rows give the same table, and the same bits, as every subject's
+    own row (tested)."""
     # Imported here: lifelines takes about 2 s to import, which every Dagster process and `ketreg run`'s
     # summary would otherwise pay.
     from lifelines import KaplanMeierFitter
     from lifelines.utils import median_survival_times
 
-    fitter = KaplanMeierFitter(alpha=alpha).fit(times, event_observed=events)
+    weights = None if counts is None else np.asarray(counts, dtype=np.float64)
+    fitter = KaplanMeierFitter(alpha=alpha).fit(times, event_observed=events, weights=weights)
     table = fitter.event_table
     survival = fitter.survival_function_.iloc[:, 0]
     band = fitter.confidence_interval_
@@ -125,20 +155,27 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def cumulative_incidence(times: np.ndarray, causes: np.ndarray, cause: int, alpha: float = 0.05) -> list[dict]:
+def cumulative_incidence(
+    times: np.ndarray, causes: np.ndarray, cause: int, alpha: float = 0.05, counts: np.ndarray | None = None
+) -> list[dict]:
     """Aalen–Johansen cumulative incidence of `cause` (causes: 0 censored, 1… competing causes), one row per
-    distinct time from 0, with a log(−log) 95 % interval from statsmodels' standard error."""
-    distinct = np.unique(times)
-    at_risk = np.array([(times >= t).sum() for t in distinct])
-    events = np.array([((times == t) & (causes == cause)).sum() for t in distinct])
-    censored = np.array([((times == t) & (causes == 0)).sum() for t in distinct])
+    distinct time from 0, with a log(−log) 95 % interval from statsmodels' standard error; `counts`: how many
+    subjects each (time, cause) row stands for (one each when not given)."""
+    counts = np.ones(times.size, dtype=np.int64) if counts is None else np.asarray(counts, dtype=np.int64)
+    distinct, position = np.unique(times, return_inverse=True)
+    subjects = np.bincount(position, weights=counts, minlength=distinct.size).astype(np.int64)
+    at_risk = np.cumsum(subjects[::-1])[::-1]
+    events = np.bincount(position, weights=counts * (causes == cause), minlength=distinct.size).astype(np.int64)
+    censored = np.bincount(position, weights=counts * (causes == 0), minlength=distinct.size).astype(np.int64)
     incidence = np.zeros(distinct.size)
     se = np.zeros(distinct.size)
-    if (causes > 0).any():
+    if (causes[counts > 0] > 0).any():
         with warnings.catch_warnings():
             # statsmodels divides 0/0 at times where nobody is left at risk; those rows repeat the last value.
             warnings.simplefilter("ignore", RuntimeWarning)
-            fit = CumIncidenceRight(times, causes)
+            # One row per subject: statsmodels gives no standard error for weighted rows. Its sums are counts
+            # of rows per time (whole numbers, exact in any order), so the rows' order does not change a bit.
+            fit = CumIncidenceRight(np.repeat(times, counts), np.repeat(causes, counts))
         fitted_times = np.asarray(fit.times)
         values = np.asarray(fit.cinc[cause - 1])
         errors = np.asarray(fit.cinc_se[cause - 1])
@@ -149,7 +186,7 @@ def cumulative_incidence(times: np.ndarray, causes: np.ndarray, cause: int, alph
         se[has] = errors[positions[has]]
     z = _z(alpha)
     rows = [{
-        "time_days": 0.0, "at_risk": int(times.size), "events": 0, "censored": 0,
+        "time_days": 0.0, "at_risk": int(counts.sum()), "events": 0, "censored": 0,
         "survival": 0.0, "ci_low": None, "ci_high": None,
     }] if distinct.size == 0 or distinct[0] > 0 else []
     for time, n, d, c, value, error in zip(distinct, at_risk, events, censored, incidence, se, strict=True):
@@ -191,7 +228,9 @@ def time_to_event_tables(
     episodes: pl.DataFrame, courses: pl.DataFrame, alpha: float = 0.05
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """metrics.time_to_event (curves) and metrics.time_to_event_summary (medians), overall and by site; the
-    cumulative incidence of discontinuation by reason overall."""
+    cumulative incidence of discontinuation by reason overall: fitted on every episode's own row. The pipeline
+    fits the same curves on the sites' tallies (`time_to_event_tables_from_tallies`); this is what they are
+    tested against."""
     curves: list[dict] = []
     summaries: list[dict] = []
     analysed = episodes.filter(pl.col("time_days").is_not_null()).sort("site_id", "patient_key", "infusion_key")
@@ -218,6 +257,44 @@ def time_to_event_tables(
         curves += [{**shared, **row} for row in rows]
         # The "median" of a cumulative incidence: the first day half the patients have stopped for this reason.
         summaries.append({**shared, "patients": courses.height, "events": int((causes == code).sum()),
+                          "median_days": _first_reach(rows, 0.5), "ci_low": None, "ci_high": None})
+    return pl.DataFrame(curves, schema=CURVE_SCHEMA), pl.DataFrame(summaries, schema=SUMMARY_SCHEMA)
+
+
+def time_to_event_tables_from_tallies(
+    tallies: pl.DataFrame, alpha: float = 0.05
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The tables of `time_to_event_tables` from the sites' tallies (TALLY_SCHEMA) instead of every episode:
+    each curve is fitted on the counts of its stratum's sites added up per day."""
+    curves: list[dict] = []
+    summaries: list[dict] = []
+    for endpoint in (RELIEF, TIME_ON_TREATMENT):
+        analysed = tallies.filter((pl.col("endpoint") == endpoint) & pl.col("time_days").is_not_null())
+        for stratum_type, stratum, part in _strata(analysed):
+            shared = {"endpoint": endpoint, "stratum_type": stratum_type, "stratum": stratum}
+            per_day = part.group_by("time_days", "event").agg(pl.col("episodes").sum()).sort("time_days", "event")
+            events = per_day["event"].to_numpy().astype(bool)
+            counts = per_day["episodes"].to_numpy()
+            summary = {**shared, "patients": int(part["patients"].sum()), "events": int(counts[events].sum()),
+                       "median_days": None, "ci_low": None, "ci_high": None}
+            if per_day.height:
+                rows, median = kaplan_meier(per_day["time_days"].cast(pl.Float64).to_numpy(), events, alpha, counts)
+                curves += [{**shared, **row} for row in rows]
+                summary.update(median)
+            summaries.append(summary)
+    courses = tallies.filter(pl.col("endpoint") == TIME_ON_TREATMENT)
+    reasons = sorted(courses.filter(pl.col("event"))["reason"].drop_nulls().unique().to_list())
+    codes = {reason: index for index, reason in enumerate(reasons, start=1)}
+    cause = pl.col("reason").replace_strict(codes, default=0, return_dtype=pl.Int64).fill_null(0).alias("cause")
+    per_cause = courses.group_by("time_days", cause).agg(pl.col("episodes").sum()).sort("time_days", "cause")
+    times = per_cause["time_days"].cast(pl.Float64).to_numpy()
+    causes = per_cause["cause"].to_numpy()
+    counts = per_cause["episodes"].to_numpy()
+    for reason, code in codes.items():
+        shared = {"endpoint": DISCONTINUATION, "stratum_type": "reason", "stratum": reason}
+        rows = cumulative_incidence(times, causes, code, alpha, counts)
+        curves += [{**shared, **row} for row in rows]
+        summaries.append({**shared, "patients": int(counts.sum()), "events": int(counts[causes == code].sum()),
                           "median_days": _first_reach(rows, 0.5), "ci_low": None, "ci_high": None})
     return pl.DataFrame(curves, schema=CURVE_SCHEMA), pl.DataFrame(summaries, schema=SUMMARY_SCHEMA)
 

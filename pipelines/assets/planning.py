@@ -4,11 +4,13 @@
 import dagster as dg
 import polars as pl
 
-from ketreg.metrics.build import read_table, write_table
+from ketreg.incremental.ledger import shared_digest
+from ketreg.metrics.build import build_sql_table_for_changed_sites, read_table, write_table
 from ketreg.metrics.estimand import estimand_for
 from pipelines.metadata import AssetMetadata
 from pipelines.resources import RegistrySettings
 from pipelines.skipping import skippable
+from schemas.protocol import load_metric_settings
 
 # The models' modules (scipy, statsmodels; ~1 s to import) are imported inside the steps that fit them, so
 # loading the code location, the sensor and every other step do not pay for them.
@@ -28,19 +30,27 @@ _REGISTRY_INPUTS = [["registry", t] for t in ("patients", "infusions", "assessme
 def metrics_time_to_event(settings: RegistrySettings):
     """Relief duration censored at the next infusion, an interruption or loss to follow-up; time on
     treatment; discontinuation by reason as competing risks (sql/metrics/relief_episodes.sql,
-    sql/metrics/treatment_courses.sql)."""
+    sql/metrics/treatment_courses.sql), fitted on each site's counts per day added up
+    (metrics_partial.time_to_event_tallies, recounted for the sites whose rows changed)."""
     from ketreg.metrics.time_to_event import (
-        relief_episodes_for_curves,
-        time_to_event_tables,
-        treatment_courses_for_curves,
+        RELIEF,
+        read_tallies,
+        time_to_event_tables_from_tallies,
     )
 
+    run_id = dg.AssetExecutionContext.get().run.run_id
     with settings.working_db() as con:
-        episodes, courses = relief_episodes_for_curves(con), treatment_courses_for_curves(con)
-        curves, summary = time_to_event_tables(episodes, courses)
+        sites = build_sql_table_for_changed_sites(
+            con, "time_to_event_tallies", settings.protocol(), load_metric_settings(settings.protocol_file or None),
+            shared_digest(con, run_id), run_id,
+        )
+        tallies = read_tallies(con)
+        curves, summary = time_to_event_tables_from_tallies(tallies)
         curve_rows = write_table(con, "time_to_event", curves)
         summary_rows = write_table(con, "time_to_event_summary", summary)
-    statuses = dict(episodes.group_by("status").len().sort("status").iter_rows())
+    statuses = dict(tallies.filter(pl.col("endpoint") == RELIEF).group_by("status").agg(pl.col("episodes").sum())
+                    .sort("status").iter_rows())
+    infusions = sum(statuses.values())
     overall = {row["endpoint"]: row for row in summary.filter(pl.col("stratum_type") == "overall").iter_rows(
         named=True)}
 
@@ -53,11 +63,13 @@ def metrics_time_to_event(settings: RegistrySettings):
 
     yield dg.MaterializeResult(asset_key=["metrics", "time_to_event"], metadata={
         "rows": curve_rows,
-        "infusions_with_relief_recorded": episodes.height - statuses.get("not_recorded", 0),
+        "infusions_with_relief_recorded": infusions - statuses.get("not_recorded", 0),
         "infusions_without_relief_recorded": statuses.get("not_recorded", 0),
         "relief_censored_at_next_infusion": statuses.get("next_infusion", 0),
         "relief_censored_at_interruption": statuses.get("interruption", 0),
         "relief_censored_lost_to_follow_up": statuses.get("lost_to_follow_up", 0),
+        # Which sites' counts this run recounted: "all" for a whole rebuild.
+        "sites_recounted": dg.MetadataValue.json(sites if sites is not None else "all"),
     })
     yield dg.MaterializeResult(asset_key=["metrics", "time_to_event_summary"], metadata={
         "rows": summary_rows,
