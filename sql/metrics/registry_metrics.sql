@@ -15,8 +15,9 @@
 --                       (t_quantile_975, registered by ketreg/metrics/build.py).
 -- Every sum is of whole numbers (counts, NPRS points, seconds of infusion), so the figures do not depend on the
 -- order DuckDB's threads add them up in: every run on the same data gives the same bits.
--- The counts and sums come from each site's partial sums (metrics_partial.site_tallies, sql/metrics/site_tallies.sql,
--- where the facts each metric counts are listed), rebuilt only for sites whose rows changed, and added up here.
+-- The counts, sums and strata come from each site's partial sums (metrics_partial.site_tallies,
+-- sql/metrics/site_tallies.sql, where the facts each metric counts are listed), rebuilt only for sites whose rows
+-- changed, and added up here.
 -- A denominator of 0 gives an empty estimate and interval, never an error. Every patient-level figure is over
 -- the analysis cohort (metrics.patient_outcomes); every infusion-level one over those patients' valid infusions
 -- (quarantined infusions never reach the registry).
@@ -26,25 +27,14 @@ WITH constants AS (
     SELECT 1.959963984540054 AS z
 ),
 
-outcomes AS (
-    SELECT * FROM metrics.patient_outcomes
-),
-
 -- Each patient falls in one stratum of every type; a metric is broken down by the types the catalog lists.
-patient_strata AS (
-    SELECT patient_key, 'overall' AS stratum_type, 'all' AS stratum FROM outcomes
-    UNION ALL SELECT patient_key, 'site', site_id FROM outcomes
-    UNION ALL SELECT patient_key, 'etiology', cnp_etiology FROM outcomes
-    UNION ALL SELECT patient_key, 'cancer_type', cancer_type FROM outcomes
-    UNION ALL SELECT patient_key, 'metastatic', coalesce(CAST(metastatic AS VARCHAR), 'unknown') FROM outcomes
-    UNION ALL SELECT patient_key, 'baseline_nprs_band', baseline_nprs_band FROM outcomes
-),
-
+-- Every cohort patient is counted in `cohort_patients` in each of their strata, so the sites' partial sums of
+-- that metric list exactly the strata the cohort's patients fall in (without reading a million patients again).
 strata AS (
     -- The overall stratum is there even for an empty cohort, so every metric has its overall row.
     SELECT 'overall' AS stratum_type, 'all' AS stratum
     UNION
-    SELECT DISTINCT stratum_type, stratum FROM patient_strata
+    SELECT DISTINCT stratum_type, stratum FROM metrics_partial.site_tallies WHERE metric = 'cohort_patients'
 ),
 
 catalog (position, metric, unit, stratum_types) AS (
@@ -101,9 +91,10 @@ own_strata AS (
     SELECT 'responder_discontinuation', 'reason', reason
     FROM (VALUES ('unsatisfactory_relief'), ('adverse_event')) AS r (reason)
     UNION ALL
-    SELECT DISTINCT 'discontinuation_rate', 'reason', coalesce(discontinuation_reason, 'unknown')
-    FROM outcomes
-    WHERE discontinued AND infusion_count > 0
+    -- The reasons treated patients gave for stopping (each such patient counts in their reason's partial sum).
+    SELECT DISTINCT 'discontinuation_rate', 'reason', stratum
+    FROM metrics_partial.site_tallies
+    WHERE metric = 'discontinuation_rate' AND stratum_type = 'reason'
     UNION ALL
     SELECT 'outcome_completeness', 'measure', measure FROM measures
     UNION ALL
