@@ -4,6 +4,7 @@ Python (regression, sample sizes) from data frames."""
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 
 import duckdb
@@ -39,11 +40,23 @@ def prepare_metrics(con: duckdb.DuckDBPyConnection) -> None:
 SUMMED_FROM = {"registry_metrics": "site_tallies"}
 
 
+_FINAL_ORDER_BY = re.compile(r"\nORDER BY [^;()]*;?\s*$")
+
+
+def _unordered(query: str) -> str:
+    """A query file's text without its closing ORDER BY (it orders rows for a reader; counted, their order means
+    nothing, and sorting six million infusions by text keys cost seconds)."""
+    unordered, found = _FINAL_ORDER_BY.subn("", query.strip())
+    if not found:
+        raise ValueError("expected the query to end with its ORDER BY")
+    return unordered
+
+
 def time_to_event_tallies_sql() -> str:
     """The statement that builds metrics_partial.time_to_event_tallies: the query of
     sql/metrics/time_to_event_tallies.sql over the relief episodes and treatment courses, whose queries (one
     source of truth for what is an event and what is censored) it is given as CTEs."""
-    episodes, courses = (sql_text(f"metrics/{name}.sql").strip().removesuffix(";")
+    episodes, courses = (_unordered(sql_text(f"metrics/{name}.sql"))
                          for name in ("relief_episodes", "treatment_courses"))
     return (f"CREATE OR REPLACE TABLE metrics_partial.time_to_event_tallies AS\n"
             f"WITH relief_episodes AS (\n{episodes}\n),\n\ntreatment_courses AS (\n{courses}\n)\n\n"

@@ -128,19 +128,20 @@ def kaplan_meier(
     weights = None if counts is None else np.asarray(counts, dtype=np.float64)
     fitter = KaplanMeierFitter(alpha=alpha).fit(times, event_observed=events, weights=weights)
     table = fitter.event_table
-    survival = fitter.survival_function_.iloc[:, 0]
     band = fitter.confidence_interval_
-    rows = []
-    for position, time in enumerate(table.index):
-        rows.append({
-            "time_days": float(time),
-            "at_risk": int(table["at_risk"].iloc[position]),
-            "events": int(table["observed"].iloc[position]),
-            "censored": int(table["censored"].iloc[position]),
-            "survival": _round(float(survival.iloc[position])),
-            "ci_low": _round(float(band.iloc[position, 0])),
-            "ci_high": _round(float(band.iloc[position, 1])),
-        })
+    # Whole columns as arrays: reading the frames cell by cell (.iloc) took half the step's time.
+    columns = zip(table.index.to_numpy(), table["at_risk"].to_numpy(), table["observed"].to_numpy(),
+                  table["censored"].to_numpy(), fitter.survival_function_.iloc[:, 0].to_numpy(),
+                  band.iloc[:, 0].to_numpy(), band.iloc[:, 1].to_numpy(), strict=True)
+    rows = [{
+        "time_days": float(time),
+        "at_risk": int(at_risk),
+        "events": int(observed),
+        "censored": int(censored),
+        "survival": _round(float(survival)),
+        "ci_low": _round(float(low)),
+        "ci_high": _round(float(high)),
+    } for time, at_risk, observed, censored, survival, low, high in columns]
     median_ci = median_survival_times(band)
     summary = {
         "median_days": _finite(fitter.median_survival_time_),
