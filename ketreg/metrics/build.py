@@ -153,9 +153,11 @@ def overall_metrics(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
 _ROW_ORDER = {"patient_outcomes": "site_id, patient_key"}
 
 
-def read_table(con: duckdb.DuckDBPyConnection, name: str, columns: Sequence[str] = ()) -> pl.DataFrame:
+def read_table(
+    con: duckdb.DuckDBPyConnection, name: str, columns: Sequence[str] = (), ordered: bool = True
+) -> pl.DataFrame:
     """Every row of `metrics.<name>` (only `columns` when given) as a polars frame, in the order a full build
-    writes them."""
-    order = f" ORDER BY {_ROW_ORDER[name]}" if name in _ROW_ORDER else ""
+    writes them (in any order when not `ordered`: for readers whose results do not depend on it)."""
+    order = f" ORDER BY {_ROW_ORDER[name]}" if name in _ROW_ORDER and ordered else ""
     selected = ", ".join(columns) if columns else "*"
     return con.sql(f"SELECT {selected} FROM metrics.{name}{order}").pl()

@@ -130,7 +130,8 @@ def metrics_response_predictors(settings: RegistrySettings) -> dg.MaterializeRes
     from ketreg.metrics.predictors import outcome_columns, response_predictors
 
     with settings.working_db() as con:
-        outcomes = read_table(con, "patient_outcomes", outcome_columns())
+        # Unordered: the models fit on sorted covariate patterns, so the rows' order changes no figure.
+        outcomes = read_table(con, "patient_outcomes", outcome_columns(), ordered=False)
         table = response_predictors(outcomes, _metric_settings(settings))
         rows = write_table(con, "response_predictors", table)
     multivariable = table.filter(pl.col("model") == "multivariable")
