@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import duckdb
 import polars as pl
@@ -71,7 +71,7 @@ def table_sql(name: str) -> str:
     return sql_text(f"metrics/{name}.sql")
 
 
-def _run(con: duckdb.DuckDBPyConnection, text: str, parameters: dict[str, object]) -> None:
+def _run(con: duckdb.DuckDBPyConnection, text: str, parameters: Mapping[str, object]) -> None:
     """Execute `text` with the `$name` parameters it uses."""
     used = {name: value for name, value in parameters.items() if f"${name}" in text}
     con.execute(text, used) if used else con.execute(text)
