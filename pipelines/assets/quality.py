@@ -11,6 +11,7 @@ import duckdb
 
 from ketreg.incremental.ledger import shared_digest
 from ketreg.quality.carry_forward import record_validation, validate_changed_sites
+from ketreg.quality.evaluator import evaluate, registry_check_result
 from ketreg.quality.history import record_run
 from ketreg.quality.offline_docs import make_offline
 from ketreg.quality.registry_evaluations import run_evaluations
@@ -22,7 +23,7 @@ from ketreg.warehouse.file_modes import share
 from pipelines.assets.metrics import metrics_assets
 from pipelines.assets.planning import planning_assets
 from pipelines.assets.registry import registry_assets
-from pipelines.checks import CHECKS, RegistryCheck, evaluate
+from pipelines.checks import CHECKS, check_inputs
 from pipelines.resources import RegistrySettings
 from pipelines.skipping import skippable
 from schemas.tables import TABLES
@@ -30,47 +31,22 @@ from schemas.tables import TABLES
 DATA_DOCS_FOLDER = "data_docs"
 
 
-def _registry_check_category(check: RegistryCheck) -> str:
-    """Kahn's category of the registry's asset checks (pipelines/checks.py)."""
-    if check.name.endswith("_unique_not_null") or check.name == "values_within_contract_ranges":
-        return PLAUSIBILITY
-    if check.name in ("no_sudden_row_drop", "no_site_vanished"):
-        return COMPLETENESS
-    return CONFORMANCE  # references between tables, conservation of rows
-
-
 def _registry_check_results(
     con: duckdb.DuckDBPyConnection, settings: RegistrySettings, run_id: str
 ) -> list[CheckResult]:
     """The registry's asset checks as the check step of this run evaluated them; a check this run did not
-    evaluate (the quality asset materialized on its own) is evaluated here with the same SQL."""
+    evaluate (the quality asset materialized on its own) is evaluated here by the same evaluator."""
     evaluated = run_evaluations(con, run_id)
     results = []
     for check in CHECKS:
         row = evaluated.get((check.table, check.name))
         if row is None:
-            evaluation = evaluate(con, settings, check)
-            numerator, denominator, violations_sql = (
-                evaluation.violations, evaluation.checked, evaluation.violations_sql
-            )
+            evaluation = evaluate(con, check, check_inputs(settings))
+            results.append(registry_check_result(
+                check, evaluation.violations, evaluation.checked, evaluation.violations_sql
+            ))
         else:
-            numerator, denominator, violations_sql = row.numerator, row.denominator, row.violations_sql
-        results.append(CheckResult(
-            check_id=f"registry_check/{check.table}/{check.name}/all",
-            source="registry_check",
-            category=_registry_check_category(check),
-            table_name=check.table,
-            column_name=None,
-            site_id="all",
-            check_name=check.name,
-            description=check.description,
-            numerator=numerator,
-            denominator=denominator,
-            threshold=0.0,
-            passed=numerator == 0,
-            violations_sql=" ".join(violations_sql.split()),
-            asset_key=f"registry/{check.table}",
-        ))
+            results.append(registry_check_result(check, row.numerator, row.denominator, row.violations_sql))
     return results
 
 
