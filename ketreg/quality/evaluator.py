@@ -6,6 +6,7 @@ site-export checks make their rows with `check_result` too."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import duckdb
 from ketreg.landing.retired import retired_sites
 from ketreg.quality.catalogue import CatalogueCheck, column, literal, registry_key, render_template, table_name
 from ketreg.quality.conditions import contract_condition
+from ketreg.quality.registry_evaluations import run_evaluations
 from ketreg.quality.results import CheckResult
 from ketreg.quality.rules import QualityRule
 from ketreg.warehouse.connection import scalar
@@ -186,3 +188,23 @@ def registry_check_result(check: CatalogueCheck, numerator: int, denominator: in
     """A registry check's outcome for the whole registry, as the quality history records it (SQL on one line)."""
     return check_result(check, "registry_check", "all", numerator, denominator, " ".join(violations_sql.split()),
                         asset_key=f"registry/{check.table}")
+
+
+def registry_results(
+    con: duckdb.DuckDBPyConnection, checks: Sequence[CatalogueCheck], inputs: CheckInputs, run_id: str
+) -> list[CheckResult]:
+    """The registry checks' rows of the quality history, as the check step of run `run_id` evaluated them
+    (quality.registry_check_evaluations); a check that run did not evaluate (the quality asset materialized on
+    its own) is evaluated here."""
+    evaluated = run_evaluations(con, run_id)
+    results = []
+    for check in checks:
+        row = evaluated.get((check.table, check.name))
+        if row is None:
+            evaluation = evaluate(con, check, inputs)
+            results.append(registry_check_result(
+                check, evaluation.violations, evaluation.checked, evaluation.violations_sql
+            ))
+        else:
+            results.append(registry_check_result(check, row.numerator, row.denominator, row.violations_sql))
+    return results

@@ -40,10 +40,9 @@ def _counts(rule: QualityRule, result: dict[str, Any]) -> tuple[int, int]:
 
 
 def _checked_rows(rule: QualityRule) -> str:
-    """SQL condition of the rows a rule looks at: every row for not-null checks, else rows with values."""
-    if rule.expectation == "ExpectColumnValuesToNotBeNull" or rule.column is None:
-        columns = [rule.kwargs[k] for k in ("column_A", "column_B") if k in rule.kwargs]
-        return " AND ".join(f"{c} IS NOT NULL" for c in columns) or "true"
+    """SQL condition of the rows a rule looks at (its catalogue type's `counts`): every row, or rows with a value."""
+    if rule.meta.get("counts") == "every_row" or rule.column is None:
+        return "true"
     return f"{rule.column} IS NOT NULL"
 
 

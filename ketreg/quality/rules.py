@@ -78,7 +78,8 @@ def _rule(check: CatalogueCheck, kwargs: dict[str, Any], predicate: str) -> Qual
     return QualityRule(
         check.table, check.name, check.category, check.column, check_kind.expectation or "", kwargs, predicate,
         check.description, threshold=check.threshold,
-        meta={"check_type": check_kind.type, "kahn_subcategory": check.subcategory, "severity": check_kind.severity},
+        meta={"check_type": check_kind.type, "kahn_subcategory": check.subcategory, "severity": check_kind.severity,
+              "counts": check_kind.counts},
     )
 
 

@@ -7,15 +7,12 @@ import datetime as dt
 from dataclasses import replace
 
 import dagster as dg
-import duckdb
 
 from ketreg.incremental.ledger import shared_digest
 from ketreg.quality.carry_forward import record_validation, validate_changed_sites
-from ketreg.quality.evaluator import evaluate, registry_check_result
+from ketreg.quality.evaluator import registry_results
 from ketreg.quality.history import record_run
 from ketreg.quality.offline_docs import make_offline
-from ketreg.quality.registry_evaluations import run_evaluations
-from ketreg.quality.results import CheckResult
 from ketreg.quality.rules import COMPLETENESS, CONFORMANCE, PLAUSIBILITY, registry_rules
 from ketreg.quality.settings import load_quality_settings
 from ketreg.quality.site_checks import site_export_checks
@@ -29,25 +26,6 @@ from pipelines.skipping import skippable
 from schemas.tables import TABLES
 
 DATA_DOCS_FOLDER = "data_docs"
-
-
-def _registry_check_results(
-    con: duckdb.DuckDBPyConnection, settings: RegistrySettings, run_id: str
-) -> list[CheckResult]:
-    """The registry's asset checks as the check step of this run evaluated them; a check this run did not
-    evaluate (the quality asset materialized on its own) is evaluated here by the same evaluator."""
-    evaluated = run_evaluations(con, run_id)
-    results = []
-    for check in CHECKS:
-        row = evaluated.get((check.table, check.name))
-        if row is None:
-            evaluation = evaluate(con, check, check_inputs(settings))
-            results.append(registry_check_result(
-                check, evaluation.violations, evaluation.checked, evaluation.violations_sql
-            ))
-        else:
-            results.append(registry_check_result(check, row.numerator, row.denominator, row.violations_sql))
-    return results
 
 
 @dg.asset(
@@ -82,7 +60,8 @@ def quality_check_results(context: dg.AssetExecutionContext, settings: RegistryS
             replace(r, data_docs_page=f"{DATA_DOCS_FOLDER}/{r.data_docs_page}") if r.data_docs_page else r
             for r in suites.results
         ]
-        results = [*_registry_check_results(con, settings, context.run.run_id), *site_export_checks(con), *gx_results]
+        registry = registry_results(con, CHECKS, check_inputs(settings), context.run.run_id)
+        results = [*registry, *site_export_checks(con), *gx_results]
         recorded = record_run(con, context.run.run_id, dt.datetime.now(dt.UTC), results)
         record_validation(con, rules, context.run.run_id, digest)
         changes = dict(con.execute("SELECT change, count(*) FROM quality.check_changes GROUP BY ALL").fetchall())
