@@ -51,6 +51,7 @@ REGISTRY_CHECK_SPECS = [
         asset=dg.AssetKey(["registry", check.table]),
         description=check.description,
         blocking=check.blocking,
+        metadata=check.described,
     )
     for check in CHECKS
 ]

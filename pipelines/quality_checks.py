@@ -23,6 +23,7 @@ GX_CHECK_SPECS = [
         asset=dg.AssetKey(["registry", check.table]),
         description=check.description,
         blocking=check.blocking,
+        metadata=check.described,
         additional_deps=[_QUALITY_ASSET],
     )
     for check in _SUITE_CHECKS.values()

@@ -63,11 +63,11 @@ def test_no_check_is_defined_outside_the_catalogue_and_its_evaluator() -> None:
 def test_dagster_shows_exactly_the_catalogues_checks() -> None:
     definitions = build_definitions()
     shown = {
-        (spec.asset_key.path[-1], spec.name, spec.blocking)
+        (spec.asset_key.path[-1], spec.name, spec.blocking, spec.metadata["kahn_category"])
         for checks in definitions.asset_checks or []
         for spec in checks.check_specs
     }
-    expected = {(c.table, c.name, c.blocking) for c in (*registry_checks(), *gx_suite_checks())}
+    expected = {(c.table, c.name, c.blocking, c.category) for c in (*registry_checks(), *gx_suite_checks())}
     assert shown == expected
 
 

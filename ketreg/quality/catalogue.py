@@ -109,6 +109,17 @@ class CatalogueCheck:
     def blocking(self) -> bool:
         return self.check_type.blocking
 
+    @property
+    def described(self) -> dict[str, str | float]:
+        """The catalogue's fields of this check, as Dagster shows them beside the check (its spec's metadata)."""
+        fields: dict[str, str | float] = {
+            "check_type": self.check_type.type, "kahn_category": self.category,
+            "kahn_subcategory": self.subcategory, "severity": self.check_type.severity, "threshold": self.threshold,
+        }
+        if self.check_type.sql:
+            fields["sql_template"] = f"sql/{self.check_type.sql}"
+        return fields
+
 
 class _Slots(dict[str, Any]):
     """Parameters of an instance; a slot known only when the check runs (a site's export) stays `{slot}`."""

@@ -98,7 +98,8 @@ def _snapshot_published_sites(con: duckdb.DuckDBPyConnection, analyst_db: Path) 
 
 
 def _fragments(con: duckdb.DuckDBPyConnection, check: CatalogueCheck, inputs: CheckInputs) -> dict[str, str]:
-    """The {slots} of a check's templates, each from a whitelist or a typed value (never from site data)."""
+    """The {slots} of a check's templates: identifiers from a whitelist, values as escaped literals, conditions
+    rendered from the catalogue. The vanished-site check first copies the published registry's sites in."""
     fragments = {"table": table_name(check.table)}
     if "key" in check.params:
         fragments["key"] = column(check.params["key"], REGISTRY_KEYS)
