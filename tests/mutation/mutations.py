@@ -103,9 +103,11 @@ MUTATIONS: tuple[Mutation, ...] = (
         "key uniqueness: a key used twice fails",
     ),
     Mutation(
-        "reference_check_against_itself", "sql/quality/checks/reference.sql",
-        "{key} NOT IN (SELECT {key} FROM registry.{parent})",
-        "{key} NOT IN (SELECT {key} FROM registry.{table})",
+        # (Comparing with its own table, as this mutation did before the catalogue, leaves the template's {parent}
+        # slot unfilled: the renderer refuses it, an error rather than a test catching the bug.)
+        "reference_check_never_fires", "sql/quality/checks/reference.sql",
+        "WHERE {key} IS NOT NULL AND {key} NOT IN",
+        "WHERE {key} IS NULL AND {key} NOT IN",
         (*_CHECKS, "-k", "reference"),
         "references: a child row whose parent is missing fails",
     ),
