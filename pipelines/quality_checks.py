@@ -9,23 +9,24 @@ from collections import defaultdict
 import dagster as dg
 
 from ketreg.incremental.ledger import origin_run
-from ketreg.quality.rules import KAHN_CATEGORIES
+from ketreg.quality.catalogue import gx_suite_checks
 from pipelines.resources import RegistrySettings
-from schemas.tables import TABLES
 
 _QUALITY_ASSET = dg.AssetKey(["quality", "check_results"])
 _SHOWN = 8  # failing rules named in a check's description; the metadata table lists them all
 
+# The suites' checks as the check catalogue defines them (config/check_catalogue.yaml, type gx_suite).
+_SUITE_CHECKS = {(check.table, check.name): check for check in gx_suite_checks()}
 GX_CHECK_SPECS = [
     dg.AssetCheckSpec(
-        name=f"gx_{category}",
-        asset=dg.AssetKey(["registry", table.name]),
-        description=f"Great Expectations suite registry_{table.name}: its {category} rules hold for the registry "
-        "and for every site (rules derived from the contract; ketreg/quality/rules.py)",
+        name=check.name,
+        asset=dg.AssetKey(["registry", check.table]),
+        description=check.description,
+        blocking=check.blocking,
+        metadata=check.described,
         additional_deps=[_QUALITY_ASSET],
     )
-    for table in TABLES
-    for category in KAHN_CATEGORIES
+    for check in _SUITE_CHECKS.values()
 ]
 
 
@@ -45,8 +46,8 @@ def great_expectations_checks(context: dg.AssetCheckExecutionContext, settings: 
     for table, category, rule, site, numerator, denominator, passed in rows:
         by_check[(table, category)].append((rule, site, numerator, denominator, passed))
     for spec in GX_CHECK_SPECS:
-        table, category = spec.asset_key.path[-1], spec.name.removeprefix("gx_")
-        results = by_check.get((table, category), [])
+        check = _SUITE_CHECKS[(spec.asset_key.path[-1], spec.name)]
+        results = by_check.get((check.table, check.category), [])
         failed = [r for r in results if not r[4]]
         rules = sorted({r[0] for r in results})
         named = [f"{rule} ({site}: {numerator}/{denominator})" for rule, site, numerator, denominator, _ in failed]
@@ -59,7 +60,7 @@ def great_expectations_checks(context: dg.AssetCheckExecutionContext, settings: 
             asset_key=spec.asset_key,
             check_name=spec.name,
             passed=not failed,
-            severity=dg.AssetCheckSeverity.WARN,
+            severity=dg.AssetCheckSeverity.ERROR if check.blocking else dg.AssetCheckSeverity.WARN,
             description=description,
             metadata={
                 "rules": len(rules),

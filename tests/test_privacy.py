@@ -251,7 +251,8 @@ def test_the_check_on_the_quarantine_counts_catches_a_count_that_disagrees(tiers
 
     import duckdb
 
-    from pipelines.checks import CHECKS
+    from ketreg.quality.evaluator import evaluate
+    from pipelines.checks import CHECKS, check_inputs
     from pipelines.resources import RegistrySettings
 
     (check,) = [c for c in CHECKS if c.name == "quarantine_counts_match_file_counts"]
@@ -261,9 +262,9 @@ def test_the_check_on_the_quarantine_counts_catches_a_count_that_disagrees(tiers
     settings = RegistrySettings(landing_dir=str(tiers.landing), analyst_db=str(tiers.analyst_db))
     con = duckdb.connect(str(copy))
     try:
-        violations = f"SELECT count(*) FROM ({check.violations_sql(con, settings)})"
-        assert con.execute(violations).fetchall() == [(0,)]
-        assert con.execute(check.checked_sql).fetchall()[0][0] > 0
+        evaluation = evaluate(con, check, check_inputs(settings))
+        assert evaluation.violations == 0
+        assert evaluation.checked > 0
         # One quarantined line left out of every count of its file: the check names that file.
         ((site_id, export_id, file_name, line),) = con.execute(
             "SELECT site_id, export_id, file_name, source_lines[1] FROM registry.quarantine ORDER BY ALL LIMIT 1"
@@ -273,8 +274,9 @@ def test_the_check_on_the_quarantine_counts_catches_a_count_that_disagrees(tiers
             "WHERE site_id = ? AND export_id = ? AND file_name = ?",
             [line, site_id, export_id, file_name],
         )
+        violations_sql = evaluate(con, check, check_inputs(settings)).violations_sql
         assert con.execute(
-            f"SELECT site_id, export_id, file_name FROM ({check.violations_sql(con, settings)})"
+            f"SELECT site_id, export_id, file_name FROM ({violations_sql})"
         ).fetchall() == [(site_id, export_id, file_name)]
     finally:
         con.close()

@@ -57,7 +57,17 @@ def test_protocol_plausibility_limit_flows_into_the_rate_expectation(quality_run
         rule = next(r for r in table_rules(TABLES_BY_NAME["infusions"], columns, protocol, load_quality_settings())
                     if r.name == "max_rate_mg_h_within_range")
         assert rule.kwargs["max_value"] == protocol.plausible_max_rate_mg_h
-        assert f"> {protocol.plausible_max_rate_mg_h!r}" in rule.predicate
+        # The limit is one bound of the rule's condition: a rate above it is listed, one at it is not.
+        con = duckdb.connect()
+        try:
+            limit = protocol.plausible_max_rate_mg_h
+            for rate, violating_rows in ((limit + 1, 1), (limit, 0)):
+                row = f"SELECT {rate}::DOUBLE AS max_rate_mg_h"
+                assert con.execute(f"SELECT count(*) FROM ({row}) WHERE {rule.predicate}").fetchall() == [
+                    (violating_rows,)
+                ]
+        finally:
+            con.close()
 
 
 def test_every_contract_table_gets_a_suite(quality_runs: QualityRuns) -> None:
@@ -77,6 +87,23 @@ def test_history_holds_one_row_per_check_and_site_per_run(quality_runs: QualityR
     assert categories == set(KAHN_CATEGORIES)
     sources = {s for (s,) in quality_runs.work("SELECT DISTINCT source FROM quality.check_results")}
     assert sources == {"great_expectations", "site_export", "registry_check"}
+
+
+def test_every_recorded_check_is_a_catalogue_check_with_its_category(quality_runs: QualityRuns) -> None:
+    from ketreg.quality.catalogue import registry_checks, site_export_checks
+
+    rules = registry_rules(_registry_columns(quality_runs), load_protocol(), load_quality_settings())
+    catalogue = {
+        **{("registry_check", c.table, c.name): c.category for c in registry_checks()},
+        **{("site_export", c.table, c.name): c.category for c in site_export_checks()},
+        **{("great_expectations", r.table, r.name): r.category for table in rules.values() for r in table},
+    }
+    recorded = quality_runs.work(
+        "SELECT DISTINCT source, table_name, check_name, category FROM quality.check_results"
+    )
+    assert {(source, table, name): category for source, table, name, category in recorded}.items() \
+        <= catalogue.items()
+    assert {source for source, *_ in recorded} == {source for source, *_ in catalogue}
 
 
 def test_pass_or_fail_follows_numerator_denominator_and_threshold(quality_runs: QualityRuns) -> None:

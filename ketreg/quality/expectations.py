@@ -16,6 +16,7 @@ from typing import Any
 
 import duckdb
 
+from ketreg.quality.evaluator import rule_result
 from ketreg.quality.results import CheckResult
 from ketreg.quality.rules import QualityRule
 
@@ -39,10 +40,9 @@ def _counts(rule: QualityRule, result: dict[str, Any]) -> tuple[int, int]:
 
 
 def _checked_rows(rule: QualityRule) -> str:
-    """SQL condition of the rows a rule looks at: every row for not-null checks, else rows with values."""
-    if rule.expectation == "ExpectColumnValuesToNotBeNull" or rule.column is None:
-        columns = [rule.kwargs[k] for k in ("column_A", "column_B") if k in rule.kwargs]
-        return " AND ".join(f"{c} IS NOT NULL" for c in columns) or "true"
+    """SQL condition of the rows a rule looks at (its catalogue type's `counts`): every row, or rows with a value."""
+    if rule.meta.get("counts") == "every_row" or rule.column is None:
+        return "true"
     return f"{rule.column} IS NOT NULL"
 
 
@@ -144,7 +144,9 @@ def run_suites(
         suite = context.suites.add(gx.ExpectationSuite(name=f"registry_{table}"))
         for rule in table_rules:
             expectation = getattr(gxe, rule.expectation)(
-                **rule.kwargs, meta={"kahn_category": rule.category, "rule": rule.name, "description": rule.description}
+                **rule.kwargs,
+                # The catalogue's fields of the check, shown with each expectation in the Data Docs.
+                meta={"kahn_category": rule.category, "rule": rule.name, "description": rule.description, **rule.meta},
             )
             suite.add_expectation(expectation)
         site_counts = _site_counts(con, table, table_rules, sites)
@@ -187,7 +189,7 @@ def run_suites(
                     raise RuntimeError(
                         f"rule {rule.name} on registry.{table} (sites {', '.join(part_sites)}): Great Expectations "
                         f"found {_counts(rule, outcome.result)[0]} violating rows, its SQL predicate {violating}; "
-                        "fix the rule's predicate in ketreg/quality/rules.py"
+                        "fix its check type's condition (violated_when) in config/check_catalogue.yaml"
                     )
             first_validation.setdefault(table, name)
             validation_of_site.update({(table, site): name for site in part_sites})
@@ -195,7 +197,7 @@ def run_suites(
             for site_id in sorted({site for _, site in site_counts}):
                 numerator, denominator = site_counts[(rule.name, site_id)]
                 passed = numerator <= rule.threshold * denominator
-                results.append(_result(rule, site_id, numerator, denominator, passed))
+                results.append(rule_result(rule, site_id, numerator, denominator, passed))
     index = None
     if data_docs_dir is not None:
         context.build_data_docs()
@@ -227,30 +229,10 @@ def registry_wide(
         for rule in table_rules:
             numerator, denominator = totals.get((table, rule.name), (0, 0))
             combined.append(replace(
-                _result(rule, "all", numerator, denominator, numerator <= rule.threshold * denominator),
+                rule_result(rule, "all", numerator, denominator, numerator <= rule.threshold * denominator),
                 data_docs_page=pages.get(table),
             ))
     return combined
-
-
-def _result(rule: QualityRule, site_id: str, numerator: int, denominator: int, passed: bool) -> CheckResult:
-    return CheckResult(
-        check_id=f"great_expectations/{rule.table}/{rule.name}/{site_id}",
-        source="great_expectations",
-        category=rule.category,
-        table_name=rule.table,
-        column_name=rule.column,
-        site_id=site_id,
-        check_name=rule.name,
-        description=rule.description,
-        numerator=numerator,
-        denominator=denominator,
-        threshold=rule.threshold,
-        passed=passed,
-        violations_sql=rule.violations_sql(site_id) if site_id != "all" else rule.all_violations_sql(),
-        asset_key=f"registry/{rule.table}",
-        data_docs_page=None,
-    )
 
 
 def _validation_pages(data_docs_dir: Path, run_name: str) -> dict[str, str]:

@@ -1,10 +1,12 @@
-"""The registry's data-quality rules per table, derived from the site-export contract (the Pandera schemas in
+"""The registry's Great Expectations rules per table: the catalogue's field-level check types (engine
+great_expectations in config/check_catalogue.yaml) applied to the site-export contract (the Pandera schemas in
 `schemas/`), the protocol file and `config/quality.yaml`. A range or code is read from the schema, never typed
-here; each rule carries both its Great Expectations form and the SQL predicate that lists its violating rows.
+here; each rule carries both its Great Expectations form and the SQL condition (rendered from the catalogue) that
+lists its violating rows.
 
 Categories follow Kahn et al. 2016 (a harmonized data quality assessment terminology): *conformance* (values
 and references keep the contract's format and codes), *completeness* (values are present), *plausibility*
-(values are believable: ranges, uniqueness, order in time)."""
+(values are believable: ranges, uniqueness, order in time); each check type's category is in the catalogue."""
 
 from __future__ import annotations
 
@@ -12,24 +14,35 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ketreg.quality.catalogue import (
+    COMPLETENESS,
+    CONFORMANCE,
+    KAHN_CATEGORIES,
+    PLAUSIBILITY,
+    CatalogueCheck,
+    check_type,
+    instance,
+    listed_instances,
+    literal,
+    registry_key,
+    render_template,
+    table_name,
+)
+from ketreg.quality.conditions import (
+    any_of,
+    bound_condition,
+    codes_condition,
+    duplicated_key_condition,
+    missing_condition,
+    pair_condition,
+)
 from ketreg.quality.settings import QualitySettings
-from ketreg.registry.range_rules import violation_predicates
+from ketreg.registry.range_rules import column_bounds, column_codes
 from schemas.protocol import Protocol
 from schemas.tables import TABLES, TableContract
 
-CONFORMANCE, COMPLETENESS, PLAUSIBILITY = "conformance", "completeness", "plausibility"
-KAHN_CATEGORIES = (CONFORMANCE, COMPLETENESS, PLAUSIBILITY)
-
-_LOWER = ("greater_than_or_equal_to", "greater_than")
-_UPPER = ("less_than_or_equal_to", "less_than")
-# Protocol limits that TableContract.schema() adds to the contract's own checks, with their bound.
-_PROTOCOL_UPPER = ("rate_within_plausibility_limit",)
-# Row rules of the contract that Great Expectations can express as an ordered pair of columns:
-# rule name → (column that must be larger, column it is compared with, whether equal is allowed).
-_PAIR_RULES = {
-    "end_after_start": ("end_time", "start_time", False),
-    "max_rate_at_least_initial": ("max_rate_mg_h", "initial_rate_mg_h", True),
-}
+__all__ = ["COMPLETENESS", "CONFORMANCE", "KAHN_CATEGORIES", "PLAUSIBILITY", "QualityRule", "registry_key",
+           "registry_rules", "table_rules"]
 
 
 @dataclass(frozen=True)
@@ -45,49 +58,49 @@ class QualityRule:
     predicate: str  # SQL over the registry table, true on a row that violates the rule
     description: str
     threshold: float = 0.0  # share of checked rows allowed to fail
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # the catalogue's check type, subcategory and severity
 
     def violations_sql(self, site_id: str) -> str:
         """The query that lists this site's violating rows of the registry table."""
-        site = site_id.replace("'", "''")
-        return f"SELECT * FROM registry.{self.table} WHERE site_id = '{site}' AND ({self.predicate})"
+        return render_template("quality/checks/site_violating_rows.sql", {
+            "table": table_name(self.table), "site_id": literal(site_id), "violated_when": self.predicate,
+        })
 
     def all_violations_sql(self) -> str:
         """The query that lists every site's violating rows of the registry table."""
-        return f"SELECT * FROM registry.{self.table} WHERE {self.predicate}"
+        return render_template("quality/checks/violating_rows.sql", {
+            "table": table_name(self.table), "violated_when": self.predicate,
+        })
 
 
-def registry_key(table: TableContract) -> str | None:
-    """The pseudonymous key that replaces the site's record id in the registry (`patient_id` → `patient_key`)."""
-    return f"{table.record_id.removesuffix('_id')}_key" if table.record_id else None
+def _rule(check: CatalogueCheck, kwargs: dict[str, Any], predicate: str) -> QualityRule:
+    check_kind = check.check_type
+    return QualityRule(
+        check.table, check.name, check.category, check.column, check_kind.expectation or "", kwargs, predicate,
+        check.description, threshold=check.threshold,
+        meta={"check_type": check_kind.type, "kahn_subcategory": check.subcategory, "severity": check_kind.severity,
+              "counts": check_kind.counts},
+    )
 
 
-def _range_rule(table: TableContract, name: str, checks: Iterable[Any]) -> QualityRule | None:
+def _range_rule(table: TableContract, name: str, checks: Iterable[Any], columns: set[str]) -> QualityRule | None:
     kwargs: dict[str, Any] = {}
-    extra_predicates: list[str] = []
-    for check in checks:
-        statistics = check.statistics or {}
-        if check.name in _LOWER:
-            kwargs["min_value"] = statistics["min_value"]
-            kwargs["strict_min"] = check.name == "greater_than"
-        elif check.name in _UPPER:
-            kwargs["max_value"] = statistics["max_value"]
-            kwargs["strict_max"] = check.name == "less_than"
-        elif check.name in _PROTOCOL_UPPER:
-            limit = statistics["max_value"]
-            if "max_value" not in kwargs or limit < kwargs["max_value"]:
-                kwargs["max_value"], kwargs["strict_max"] = limit, False
-            extra_predicates.append(f"{name} IS NOT NULL AND {name} > {limit!r}")
+    bounds = column_bounds(name, list(checks))
+    for bound in bounds:
+        if bound.from_protocol:
+            if "max_value" not in kwargs or bound.value < kwargs["max_value"]:
+                kwargs["max_value"], kwargs["strict_max"] = bound.value, False
+        elif bound.is_lower:
+            kwargs["min_value"], kwargs["strict_min"] = bound.value, bound.operator == ">"
+        else:
+            kwargs["max_value"], kwargs["strict_max"] = bound.value, bound.operator == "<"
     if not kwargs:
         return None
-    predicates = [p for p in violation_predicates(table, {name}) if " NOT IN (" not in p] + extra_predicates
     low, high = kwargs.get("min_value"), kwargs.get("max_value")
-    bounds = " – ".join(str(v) for v in (low, high) if v is not None)
-    return QualityRule(
-        table.name, f"{name}_within_range", PLAUSIBILITY, name, "ExpectColumnValuesToBeBetween",
-        {"column": name, **kwargs}, " OR ".join(f"({p})" for p in predicates),
-        f"{name} lies within the contract's range ({'> ' if kwargs.get('strict_min') else ''}{bounds})",
-    )
+    shown = " – ".join(str(v) for v in (low, high) if v is not None)
+    check = instance(check_type("field_within_range"), table.name, name,
+                     bounds=f"{'> ' if kwargs.get('strict_min') else ''}{shown}")
+    return _rule(check, {"column": name, **kwargs}, any_of([bound_condition(b, columns) for b in bounds]))
 
 
 def table_rules(
@@ -103,47 +116,39 @@ def table_rules(
             continue
         if name in outcome_shares:
             share = outcome_shares[name]
-            rules.append(QualityRule(
-                table.name, f"{name}_recorded", COMPLETENESS, name, "ExpectColumnValuesToNotBeNull",
-                {"column": name, "mostly": share}, f"{name} IS NULL",
-                f"{name} is recorded on at least {share:.0%} of rows (outcome measure, config/quality.yaml)",
-                threshold=round(1 - share, 6),
-            ))
+            check = instance(check_type("field_recorded"), table.name, name, share=f"{share:.0%}",
+                             threshold=round(1 - share, 6))
+            rules.append(_rule(check, {"column": name, "mostly": share},
+                               missing_condition("field_recorded", name, columns)))
         elif not column.nullable and "when_missing" not in (column.metadata or {}):
-            rules.append(QualityRule(
-                table.name, f"{name}_present", COMPLETENESS, name, "ExpectColumnValuesToNotBeNull",
-                {"column": name}, f"{name} IS NULL", f"{name} is required by the contract",
-            ))
-        codes = next((c for c in column.checks if c.name == "isin"), None)
+            check = instance(check_type("field_present"), table.name, name)
+            rules.append(_rule(check, {"column": name}, missing_condition("field_present", name, columns)))
+        codes = column_codes(name, column.checks)
         if codes is not None:
-            allowed = list(codes.statistics["allowed_values"])
-            predicate = next(p for p in violation_predicates(table, {name}) if " NOT IN (" in p)
-            rules.append(QualityRule(
-                table.name, f"{name}_in_codes", CONFORMANCE, name, "ExpectColumnValuesToBeInSet",
-                {"column": name, "value_set": allowed}, predicate,
-                f"{name} is one of the contract's codes ({', '.join(map(str, allowed))})",
-            ))
-        range_rule = _range_rule(table, name, column.checks)
+            check = instance(check_type("field_in_codes"), table.name, name,
+                             codes_listed=", ".join(map(str, codes.codes)))
+            rules.append(_rule(check, {"column": name, "value_set": list(codes.codes)},
+                               codes_condition(codes, columns)))
+        range_rule = _range_rule(table, name, column.checks, columns)
         if range_rule is not None:
             rules.append(range_rule)
     key = registry_key(table)
     if key and key in columns:
-        rules.append(QualityRule(
-            table.name, f"{key}_unique", PLAUSIBILITY, key, "ExpectColumnValuesToBeUnique", {"column": key},
-            f"{key} IN (SELECT {key} FROM registry.{table.name} GROUP BY {key} HAVING count(*) > 1)",
-            f"{key} identifies one row ({table.record_id} is unique within an export)",
-        ))
-    for rule_name, (larger, smaller, or_equal) in _PAIR_RULES.items():
-        row_rule = table.row_rule(rule_name)
-        if row_rule is None or not {larger, smaller} <= columns:
+        check = instance(check_type("key_unique"), table.name, key, key=key, record_id=table.record_id)
+        rules.append(_rule(check, {"column": key}, duplicated_key_condition(table.name, key, columns)))
+    for listed in listed_instances("column_pair_order"):
+        row_rule = table.row_rule(listed["rule"])
+        larger, smaller, or_equal = listed["larger"], listed["smaller"], bool(listed["or_equal"])
+        if listed["table"] != table.name or row_rule is None or not {larger, smaller} <= columns:
             continue
-        operator = ">=" if or_equal else ">"
-        rules.append(QualityRule(
-            table.name, rule_name, PLAUSIBILITY, larger, "ExpectColumnPairValuesAToBeGreaterThanB",
-            # A missing time or rate is the `_present` rule's to report, as in the SQL predicate (NULL lists no row)
-            # and the contract's row rule; GX would otherwise count it here too and disagree with the site counts.
+        check = instance(check_type("column_pair_order"), table.name, larger, rule=listed["rule"],
+                         message=row_rule.message.replace(" must be ", " is "))
+        rules.append(_rule(
+            check,
+            # A missing time or rate is the `_present` rule's to report, as in the SQL condition (NULL lists no
+            # row) and the contract's row rule; GX would otherwise count it here too and disagree with the sites'.
             {"column_A": larger, "column_B": smaller, "or_equal": or_equal, "ignore_row_if": "either_value_is_missing"},
-            f"NOT ({larger} {operator} {smaller})", row_rule.message.replace(" must be ", " is "),
+            pair_condition(larger, smaller, or_equal, columns),
         ))
     return rules
 

@@ -7,14 +7,12 @@ import datetime as dt
 from dataclasses import replace
 
 import dagster as dg
-import duckdb
 
 from ketreg.incremental.ledger import shared_digest
 from ketreg.quality.carry_forward import record_validation, validate_changed_sites
+from ketreg.quality.evaluator import registry_results
 from ketreg.quality.history import record_run
 from ketreg.quality.offline_docs import make_offline
-from ketreg.quality.registry_evaluations import run_evaluations
-from ketreg.quality.results import CheckResult
 from ketreg.quality.rules import COMPLETENESS, CONFORMANCE, PLAUSIBILITY, registry_rules
 from ketreg.quality.settings import load_quality_settings
 from ketreg.quality.site_checks import site_export_checks
@@ -22,56 +20,12 @@ from ketreg.warehouse.file_modes import share
 from pipelines.assets.metrics import metrics_assets
 from pipelines.assets.planning import planning_assets
 from pipelines.assets.registry import registry_assets
-from pipelines.checks import CHECKS, RegistryCheck, evaluate
+from pipelines.checks import CHECKS, check_inputs
 from pipelines.resources import RegistrySettings
 from pipelines.skipping import skippable
 from schemas.tables import TABLES
 
 DATA_DOCS_FOLDER = "data_docs"
-
-
-def _registry_check_category(check: RegistryCheck) -> str:
-    """Kahn's category of the registry's asset checks (pipelines/checks.py)."""
-    if check.name.endswith("_unique_not_null") or check.name == "values_within_contract_ranges":
-        return PLAUSIBILITY
-    if check.name in ("no_sudden_row_drop", "no_site_vanished"):
-        return COMPLETENESS
-    return CONFORMANCE  # references between tables, conservation of rows
-
-
-def _registry_check_results(
-    con: duckdb.DuckDBPyConnection, settings: RegistrySettings, run_id: str
-) -> list[CheckResult]:
-    """The registry's asset checks as the check step of this run evaluated them; a check this run did not
-    evaluate (the quality asset materialized on its own) is evaluated here with the same SQL."""
-    evaluated = run_evaluations(con, run_id)
-    results = []
-    for check in CHECKS:
-        row = evaluated.get((check.table, check.name))
-        if row is None:
-            evaluation = evaluate(con, settings, check)
-            numerator, denominator, violations_sql = (
-                evaluation.violations, evaluation.checked, evaluation.violations_sql
-            )
-        else:
-            numerator, denominator, violations_sql = row.numerator, row.denominator, row.violations_sql
-        results.append(CheckResult(
-            check_id=f"registry_check/{check.table}/{check.name}/all",
-            source="registry_check",
-            category=_registry_check_category(check),
-            table_name=check.table,
-            column_name=None,
-            site_id="all",
-            check_name=check.name,
-            description=check.description,
-            numerator=numerator,
-            denominator=denominator,
-            threshold=0.0,
-            passed=numerator == 0,
-            violations_sql=" ".join(violations_sql.split()),
-            asset_key=f"registry/{check.table}",
-        ))
-    return results
 
 
 @dg.asset(
@@ -106,7 +60,8 @@ def quality_check_results(context: dg.AssetExecutionContext, settings: RegistryS
             replace(r, data_docs_page=f"{DATA_DOCS_FOLDER}/{r.data_docs_page}") if r.data_docs_page else r
             for r in suites.results
         ]
-        results = [*_registry_check_results(con, settings, context.run.run_id), *site_export_checks(con), *gx_results]
+        registry = registry_results(con, CHECKS, check_inputs(settings), context.run.run_id)
+        results = [*registry, *site_export_checks(con), *gx_results]
         recorded = record_run(con, context.run.run_id, dt.datetime.now(dt.UTC), results)
         record_validation(con, rules, context.run.run_id, digest)
         changes = dict(con.execute("SELECT change, count(*) FROM quality.check_changes GROUP BY ALL").fetchall())

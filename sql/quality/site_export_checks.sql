@@ -1,7 +1,8 @@
 -- The site-export checks of one run: for each file of each site's current export and each of Kahn's categories,
 -- how many rows the contract sent to the quarantine for a rule of that category (numerator) out of the rows the
--- site sent (denominator). `_rule_categories` (rule, category) is registered by ketreg/quality/site_checks.py;
--- a rule it does not list counts as plausibility (ranges, row rules, uniqueness, protocol limits).
+-- site sent (denominator). `_rule_categories` (rule, category) is registered by ketreg/quality/site_checks.py from
+-- the check catalogue (config/check_catalogue.yaml); a rule it does not list counts as $other_rules_category
+-- (plausibility: ranges, row rules, uniqueness, protocol limits).
 WITH current_files AS (
     SELECT site_id, export_id, file_name, rows_read
     FROM registry.file_counts
@@ -13,14 +14,14 @@ broken_rules AS (
     WHERE is_current_export
 ),
 broken_rows AS (
-    SELECT b.site_id, b.file_name, coalesce(c.category, 'plausibility') AS category,
+    SELECT b.site_id, b.file_name, coalesce(c.category, $other_rules_category) AS category,
            count(DISTINCT b.source_line) AS rows_broken
     FROM broken_rules AS b
     LEFT JOIN _rule_categories AS c USING (rule)
     GROUP BY ALL
 ),
 categories AS (
-    SELECT unnest(['conformance', 'completeness', 'plausibility']) AS category
+    SELECT unnest($categories) AS category
 )
 SELECT
     f.site_id,
