@@ -162,17 +162,21 @@ def test_registry_rebuilt_for_changed_sites_only_equals_a_full_rebuild(tmp_path:
     for table in ("patients", "infusions", "assessments", "adverse_events", "dispositions", "protocol_deviations",
                   "quarantine"):
         assert events[f"registry/{table}"]["sites_rebuilt"] == expected, table
+    # The analysts' file is the last one with those sites' rows replaced, not written afresh.
+    assert events["publish/analyst_registry"]["sites_replaced"] == expected
 
     # Only one site changes now: only its rows are rebuilt.
     shutil.rmtree(landing / added_site / "2099-12-31")
     third = _run(landing, incremental)
     assert third.success, third.failures
     assert _materializations(third.run_id)["registry/assessments"]["sites_rebuilt"] == [added_site]
+    assert _materializations(third.run_id)["publish/analyst_registry"]["sites_replaced"] == [added_site]
 
     full = tmp_path / "full"
     rebuilt = _run(landing, full)
     assert rebuilt.success, rebuilt.failures
     assert _materializations(rebuilt.run_id)["registry/assessments"]["sites_rebuilt"] == "all"
+    assert _materializations(rebuilt.run_id)["publish/analyst_registry"]["sites_replaced"] == "all"
     incremental_tables = _published_digests(incremental / "registry.duckdb")
     assert incremental_tables == _published_digests(full / "registry.duckdb")
     assert incremental_tables["assessments"]["rows"] > 0

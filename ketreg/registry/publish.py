@@ -15,6 +15,7 @@ import datetime as dt
 import os
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -32,7 +33,9 @@ PUBLISHED_SCHEMAS = {"registry": "main", "metrics": "metrics"}
 ANALYST_STORAGE_VERSION = "v1.4.0"
 # Replacing rows leaves free blocks in the file that later publishes reuse (measured: 118 → 130 → 136 →
 # 137 MB over three one-site publishes at 20 sites); past this growth over a fresh file it is written afresh.
+# A small file grows by whole blocks (a few MB for its ~20 tables): growth under MIN_GROWTH_BYTES is let be.
 MAX_GROWTH = 1.5
+MIN_GROWTH_BYTES = 64 * 2**20
 
 # (site_id → (exports digest, shared digest)) of each per-site table: what its rows of each site were made from.
 SiteInputs = dict[str, tuple[str, str]]
@@ -79,7 +82,8 @@ def _sites_to_replace(
     if not last or not analyst_db.is_file():
         return None
     sha256, size, whole_size = last[0]
-    if analyst_db.stat().st_size != size or size > MAX_GROWTH * whole_size or file_sha256(analyst_db) != sha256:
+    grown = size > MAX_GROWTH * whole_size and size - whole_size > MIN_GROWTH_BYTES
+    if analyst_db.stat().st_size != size or grown or file_sha256(analyst_db) != sha256:
         return None
     recorded: dict[str, SiteInputs] = {}
     for table, site, exports_digest, shared in con.execute(
@@ -167,12 +171,25 @@ def _record(con: duckdb.DuckDBPyConnection, analyst_db: Path, inputs: Mapping[st
         con.executemany("INSERT INTO incremental.published_table_sites VALUES (?, ?, ?, ?)", rows)
 
 
+@dataclass(frozen=True)
+class Publication:
+    counts: dict[str, int]  # rows of each published table (`metrics.x` outside main)
+    # Sites whose rows were replaced in a copy of the last published file; None: the file was written afresh.
+    sites_replaced: list[str] | None
+
+
 def publish(con: duckdb.DuckDBPyConnection, analyst_db: Path) -> dict[str, int]:
+    """Publish (see `publish_changes`); returns the row count of each published table (`metrics.x` outside
+    main)."""
+    return publish_changes(con, analyst_db).counts
+
+
+def publish_changes(con: duckdb.DuckDBPyConnection, analyst_db: Path) -> Publication:
     """Copy the published schemas of the working database into a file beside `analyst_db`, with the column
     docs as comments, and atomically replace `analyst_db` with it; its data dictionary (Frictionless Data
     Package) follows beside it. The file is the last published one with only changed sites' rows replaced when
-    that is safe (see the module's docstring), else a fresh one. Returns the row count of each published table
-    (`metrics.x` outside main)."""
+    that is safe (see the module's docstring), else a fresh one. Returns the row counts and which sites' rows
+    were replaced (None: a fresh file)."""
     analyst_db.parent.mkdir(parents=True, exist_ok=True)
     staging_file = analyst_db.with_name(f".{analyst_db.name}.publishing")
 
@@ -202,4 +219,5 @@ def publish(con: duckdb.DuckDBPyConnection, analyst_db: Path) -> dict[str, int]:
     os.replace(staging_file, analyst_db)
     os.replace(package, data_package_path(analyst_db))
     _record(con, analyst_db, inputs, whole)
-    return counts
+    replaced = None if whole or plan is None else sorted({s for sites in plan.values() for s in sites or ()})
+    return Publication(counts, replaced)

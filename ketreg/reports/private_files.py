@@ -27,6 +27,19 @@ _NOT_IN_A_WORKBOOK = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")
 _MAX_CELL_TEXT = 32767
 
 
+class _AllDigits(float):
+    """A number XlsxWriter writes with every digit it needs: it formats numbers with 16 significant digits
+    (`.16G`), which turns 0.30000000000000004 into 0.3; openpyxl wrote the shortest exact form, as this does."""
+
+    def __format__(self, spec: str) -> str:
+        return repr(float(self))
+
+
+def _number(value: float | Decimal) -> float:
+    number = float(value)
+    return number if float(f"{number:.16G}") == number else _AllDigits(number)
+
+
 def private_folder(path: Path) -> Path:
     """Create `path` (and its parents) and give it the private folder mode."""
     path.mkdir(parents=True, exist_ok=True)
@@ -80,7 +93,7 @@ def write_private_xlsx(path: Path, sheets: Mapping[str, tuple[Sequence[str], Seq
                     elif isinstance(value, bool):  # before numbers: a bool is an int
                         write_boolean(row_number, column, value)
                     elif isinstance(value, int | float | Decimal):
-                        write_number(row_number, column, float(value) if isinstance(value, Decimal) else value)
+                        write_number(row_number, column, value if type(value) is int else _number(value))
                     else:  # a date or a decimal: as its text, as the CSV beside it shows it
                         write_text(row_number, column, str(value))
     finally:

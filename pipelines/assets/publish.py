@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ketreg.registry.publish import publish
+from ketreg.registry.publish import publish_changes
 from pipelines.assets.metrics import metrics_assets
 from pipelines.assets.planning import planning_assets
 from pipelines.assets.registry import registry_assets
@@ -18,12 +18,17 @@ from pipelines.skipping import skippable
 )
 @skippable(publishes=True)
 def analyst_registry(settings: RegistrySettings) -> dg.MaterializeResult:
-    """The registry tables copied into a fresh DuckDB file that replaces the analysts' file in one rename."""
+    """The registry tables copied into a DuckDB file beside the analysts' file that replaces it in one rename:
+    a fresh file, or after some sites' new exports a copy of the last one with only their rows replaced."""
     with settings.working_db() as con:
-        counts = publish(con, settings.analyst_db_path)
+        published = publish_changes(con, settings.analyst_db_path)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(settings.analyst_db_path.resolve())),
-            **{f"rows_{table}": rows for table, rows in counts.items()},
+            **{f"rows_{table}": rows for table, rows in published.counts.items()},
+            # Whose rows this run replaced in a copy of the last published file: "all" for a fresh file.
+            "sites_replaced": dg.MetadataValue.json(
+                published.sites_replaced if published.sites_replaced is not None else "all"
+            ),
         }
     )
