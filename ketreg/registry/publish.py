@@ -156,14 +156,16 @@ def _write_snapshot(
     return counts
 
 
-def _record(con: duckdb.DuckDBPyConnection, analyst_db: Path, inputs: Mapping[str, SiteInputs], whole: bool) -> None:
-    """Note the file just published and what its per-site tables' rows were made from, for the next publish."""
-    size = analyst_db.stat().st_size
+def _record(con: duckdb.DuckDBPyConnection, new_file: Path, inputs: Mapping[str, SiteInputs], whole: bool) -> None:
+    """Note the file about to be published and what its per-site tables' rows were made from, for the next
+    publish. Noted before the rename, so every statement precedes it: a run stopped between the two leaves
+    the old file under a record of the new one, whose SHA-256 then differs, and the next publish is whole."""
+    size = new_file.stat().st_size
     last = con.execute("SELECT whole_file_bytes FROM incremental.published_file").fetchall()
     whole_size = size if whole or not last else last[0][0]
     con.execute("DELETE FROM incremental.published_file")
     con.execute("INSERT INTO incremental.published_file VALUES (?, ?, ?, ?)",
-                [file_sha256(analyst_db), size, whole_size, dt.datetime.now(dt.UTC)])
+                [file_sha256(new_file), size, whole_size, dt.datetime.now(dt.UTC)])
     con.execute("DELETE FROM incremental.published_table_sites")
     rows = [[table, site, digest, shared] for table, sites in inputs.items()
             for site, (digest, shared) in sites.items()]
@@ -216,8 +218,8 @@ def publish_changes(con: duckdb.DuckDBPyConnection, analyst_db: Path) -> Publica
     package = write_data_package(staging_file, staging_file.with_name(f"{staging_file.name}.json"),
                                  path=analyst_db.name)
     share(package)
+    _record(con, staging_file, inputs, whole)
     os.replace(staging_file, analyst_db)
     os.replace(package, data_package_path(analyst_db))
-    _record(con, analyst_db, inputs, whole)
     replaced = None if whole or plan is None else sorted({s for sites in plan.values() for s in sites or ()})
     return Publication(counts, replaced)
