@@ -20,7 +20,8 @@ import polars as pl
 from ketreg.landing import messages
 from ketreg.landing.formats import LINE, REDCAP_FIELDS, SourceFrame, UnreadableSource, read_delimited, read_sheets
 from ketreg.landing.limits import LandingLimits, load_limits
-from ketreg.landing.mapping import EXCEL_SERIAL, PER_KG_UNITS, ColumnSpec, SiteMapping, TablePart
+from ketreg.landing.mapping import ColumnSpec, SiteMapping, TablePart
+from ketreg.landing.mapping_file import EXCEL_SERIAL, PER_KG_UNITS
 from schemas.identifiers import looks_like_identifier
 from schemas.parsing import FAILURE_SCHEMA, concat_failures
 from schemas.tables import TABLES, TableContract
