@@ -41,11 +41,12 @@ con.close()
 
 PARALLEL = """
 import sys, dagster as dg
+from pipelines.connections import WorkingStore
 from pipelines.resources import RegistrySettings
 from pipelines.staging_fanout import stage_in_parallel
 settings = RegistrySettings(landing_dir=sys.argv[1], analyst_db=sys.argv[2], staging_workers=int(sys.argv[3]))
 with dg.DagsterInstance.get() as instance:
-    print(stage_in_parallel(settings, instance, tags={}).run_id)
+    print(stage_in_parallel(settings, WorkingStore.beside(sys.argv[2]), instance, tags={}).run_id)
 """
 
 DIGESTS = """

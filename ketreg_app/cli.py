@@ -55,12 +55,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"ketreg run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from ketreg.landing.landing_notices import read_landing_notices
+    from pipelines.connections import WorkingStore
     from pipelines.resources import RegistrySettings
 
-    settings = RegistrySettings(landing_dir=str(landing), analyst_db=str(analyst_db), work_db=args.work_db or "")
+    settings = RegistrySettings(landing_dir=str(landing), analyst_db=str(analyst_db))
+    work_db = WorkingStore.beside(analyst_db, args.work_db or "").file
     # Entries of the landing folder that were not read: said on failure too (a misplaced export explains
     # a vanished site).
-    landing_notes = [f"NOTICE landing folder: {note}" for note in read_landing_notices(settings.work_db_path)]
+    landing_notes = [f"NOTICE landing folder: {note}" for note in read_landing_notices(work_db)]
     if not outcome.success:
         print(f"ketreg run: the run failed (Dagster run {outcome.run_id}); the analysts' database was not "
               "replaced.", file=sys.stderr)
@@ -72,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
     if outcome.unchanged_since:
         print(f"Nothing changed since run {outcome.unchanged_since}; registry left as published "
               "(registry, metrics, quality and publish skipped; the registry's checks ran again).")
-    print(run_summary(analyst_db, settings.work_db_path))
+    print(run_summary(analyst_db, work_db))
     if outcome.rekeyed_from:
         print(f"  RE-KEYED on purpose (--rekey): every pseudonymous key changed, key fingerprint "
               f"{outcome.rekeyed_from} → {outcome.key_fingerprint}; data published before cannot be linked to it")
@@ -81,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     dashboard = settings.reports_path / "index.html"
     if dashboard.exists():
         print(f"  quality dashboard: {dashboard}")
-    print(tier_locations(settings.analyst_db_path, settings.work_db_path, settings.reports_path, _releases_dir()))
+    print(tier_locations(settings.analyst_db_path, work_db, settings.reports_path, _releases_dir()))
     for warning in outcome.warnings:
         print(f"  WARNING {warning}")
     if rejected_exports(analyst_db):

@@ -12,8 +12,9 @@ from ketreg.incremental.ledger import unchanged_since
 from ketreg.landing.messages import bounded
 from ketreg.registry.key_fingerprint import check_key_matches
 from ketreg.registry.pseudonym import key_fingerprint, key_from_environment
+from pipelines.connections import PostgresTarget, WorkingStore
 from pipelines.definitions import build_definitions
-from pipelines.resources import PseudonymKey, RegistrySettings
+from pipelines.resources import PseudonymKey, RegistrySettings, registry_resources
 
 
 @dataclass
@@ -53,23 +54,22 @@ def run_pipeline(
     settings = RegistrySettings(
         landing_dir=str(landing),
         analyst_db=str(analyst_db),
-        work_db=str(work_db or ""),
         protocol_file=str(protocol_file or ""),
         limits_file=str(limits_file or ""),
         retired_sites=list(retired_sites or []),
         sites_dir=str(sites_dir or ""),
-        publish_url=publish_url,
         staging_workers=staging_workers,
     )
+    store = WorkingStore.beside(analyst_db, work_db or "")
     settings.limits()  # a broken limits file is a usage error, before anything runs
-    rekeyed_from = check_key_matches(key, settings.work_db_path, settings.analyst_db_path, rekey)
-    resources = {
-        "settings": settings,
-        "pseudonym_key": PseudonymKey(rekey=rekey, replaces_fingerprint=rekeyed_from or ""),
-    }
+    rekeyed_from = check_key_matches(key, store.file, settings.analyst_db_path, rekey)
+    resources = registry_resources(
+        settings, store, PostgresTarget(url=publish_url),
+        PseudonymKey(rekey=rekey, replaces_fingerprint=rekeyed_from or ""),
+    )
     if rebuild:
         # The working database is derived from the landing folder only: dropping it loses nothing.
-        for path in (settings.work_db_path, settings.work_db_path.with_name(settings.work_db_path.name + ".wal")):
+        for path in (store.file, store.file.with_name(store.file.name + ".wal")):
             path.unlink(missing_ok=True)
     persistent = environment.value(environment.DAGSTER_HOME)
     instance = dg.DagsterInstance.get() if persistent else dg.DagsterInstance.ephemeral()
@@ -98,5 +98,5 @@ def run_pipeline(
     return RunOutcome(
         success=result.success and not failures, run_id=result.run_id, failures=failures, warnings=warnings,
         key_fingerprint=key_fingerprint(key), rekeyed_from=rekeyed_from,
-        unchanged_since=unchanged_since(settings.work_db_path, result.run_id),
+        unchanged_since=unchanged_since(store.file, result.run_id),
     )

@@ -13,6 +13,7 @@ import dagster as dg
 from ketreg.quality.catalogue import registry_checks as catalogue_registry_checks
 from ketreg.quality.evaluator import CheckInputs, Evaluation, PublishedRegistryUnreadable, evaluate
 from ketreg.quality.registry_evaluations import EvaluationRow, record_evaluations
+from pipelines.connections import WorkingStore
 from pipelines.resources import RegistrySettings
 
 CHECKS = tuple(catalogue_registry_checks())
@@ -61,13 +62,15 @@ REGISTRY_CHECK_SPECS = [
 # blocking): a step per check cost ~0.2 s of Dagster bookkeeping and a working-store connection each, which
 # was most of a run in which nothing changed.
 @dg.multi_asset_check(specs=REGISTRY_CHECK_SPECS, name="registry_checks", can_subset=True)
-def registry_checks_step(context: dg.AssetCheckExecutionContext, settings: RegistrySettings):
+def registry_checks_step(
+    context: dg.AssetCheckExecutionContext, settings: RegistrySettings, working_store: WorkingStore
+):
     """Every selected registry check, evaluated on one connection to the working database; the outcomes
     are also kept for the quality history of this run (ketreg/quality/registry_evaluations.py)."""
     selected = context.selected_asset_check_keys
     inputs = check_inputs(settings)
     evaluations = []
-    with settings.working_db() as con:
+    with working_store.connect() as con:
         try:
             evaluations = [evaluate(con, check, inputs) for check in CHECKS
                            if dg.AssetCheckKey(dg.AssetKey(["registry", check.table]), check.name) in selected]

@@ -10,7 +10,7 @@ import dagster as dg
 
 from ketreg.incremental.ledger import origin_run
 from ketreg.quality.catalogue import gx_suite_checks
-from pipelines.resources import RegistrySettings
+from pipelines.connections import WorkingStore
 
 _QUALITY_ASSET = dg.AssetKey(["quality", "check_results"])
 _SHOWN = 8  # failing rules named in a check's description; the metadata table lists them all
@@ -31,9 +31,9 @@ GX_CHECK_SPECS = [
 
 
 @dg.multi_asset_check(specs=GX_CHECK_SPECS, name="great_expectations_checks", compute_kind="great_expectations")
-def great_expectations_checks(context: dg.AssetCheckExecutionContext, settings: RegistrySettings):
+def great_expectations_checks(context: dg.AssetCheckExecutionContext, working_store: WorkingStore):
     """One result per registry table and category from this run's Great Expectations results."""
-    with settings.working_db() as con:
+    with working_store.connect() as con:
         # A run that left the quality results as they were reads those of their run of origin.
         results_run = origin_run(con, context.run.run_id, _QUALITY_ASSET.to_user_string())
         rows = con.execute(

@@ -1,30 +1,28 @@
-"""Configuration of a registry run, as Dagster resources: where the landing folder and the databases are,
-which protocol applies, and the pseudonymisation key (from the environment only).
+"""Configuration of a registry run, as Dagster resources: where the landing folder and the analysts' file are,
+which protocol and thresholds apply, and the pseudonymisation key (from the environment only). The connections
+(the working DuckDB store, the PostgreSQL target) are resources of their own (pipelines/connections.py).
 
 Environment variables reach the resources from `ketreg.environment` (the one module that reads them) and are
 passed down as field values; the key alone is read when a step needs it, never stored as a field."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 
 from ketreg import environment
 from ketreg.landing.limits import LandingLimits, load_limits
 from ketreg.landing.mapping import default_sites_dir
 from ketreg.registry.pseudonym import key_from_environment
-from ketreg.warehouse.connection import connect
+from pipelines.connections import PostgresTarget, WorkingStore
 from schemas.protocol import Protocol, load_protocol
 
 
 class RegistrySettings(dg.ConfigurableResource):
-    """Paths of one registry. The working database is private to the pipeline; analysts read `analyst_db`."""
+    """Paths and thresholds of one registry. Analysts read `analyst_db`; the pipeline's private working store
+    is the `working_store` resource (by default beside `analyst_db`)."""
 
     landing_dir: str
     analyst_db: str
-    work_db: str = ""
     protocol_file: str = ""
     # Bounds on the work one export may cost; empty = $KETREG_LIMITS_FILE or config/limits.yaml.
     limits_file: str = ""
@@ -40,16 +38,8 @@ class RegistrySettings(dg.ConfigurableResource):
     sites_dir: str = ""
     # The quality dashboard and Great Expectations Data Docs; empty = a `reports` folder beside `analyst_db`.
     reports_dir: str = ""
-    # Also publish to PostgreSQL (docs/deployment.md): a postgresql:// URL without a password (PGPASSWORD or
-    # ~/.pgpass hold it); empty = the DuckDB analysts' file only. Site roles are <prefix><site_id>.
-    publish_url: str = ""
-    publish_site_role_prefix: str = "ketreg_site_"
     # Processes that validate exports at once (pipelines/staging_fanout.py); 1 = in the staging step itself.
     staging_workers: int = 1
-    # DuckDB's memory budget for the working store ("1GB", "512MB"; beyond it DuckDB spills to disk) and its
-    # worker threads; empty / 0 = $KETREG_DUCKDB_MEMORY_LIMIT / $KETREG_DUCKDB_THREADS, else 512MB and one per core.
-    duckdb_memory_limit: str = ""
-    duckdb_threads: int = 0
 
     @property
     def landing_path(self) -> Path:
@@ -58,14 +48,6 @@ class RegistrySettings(dg.ConfigurableResource):
     @property
     def analyst_db_path(self) -> Path:
         return Path(self.analyst_db)
-
-    @property
-    def work_db_path(self) -> Path:
-        if self.work_db:
-            return Path(self.work_db)
-        analyst = self.analyst_db_path
-        # Named <stem>_work so its DuckDB catalog name never collides with the schemas inside it.
-        return analyst.with_name(f"{analyst.stem}_work.duckdb")
 
     @property
     def sites_path(self) -> Path:
@@ -80,14 +62,6 @@ class RegistrySettings(dg.ConfigurableResource):
 
     def limits(self) -> LandingLimits:
         return load_limits(self.limits_file or None)
-
-    @contextmanager
-    def working_db(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        # The fields win; unset, the environment's budget (read when the connection opens, as before).
-        memory_limit = self.duckdb_memory_limit or environment.value(environment.DUCKDB_MEMORY_LIMIT, "")
-        threads = self.duckdb_threads or int(environment.value(environment.DUCKDB_THREADS, "0") or "0")
-        with connect(self.work_db_path, memory_limit, threads) as con:
-            yield con
 
 
 class PseudonymKey(dg.ConfigurableResource):
@@ -107,16 +81,30 @@ class PseudonymKey(dg.ConfigurableResource):
         return key_from_environment()
 
 
+def registry_resources(
+    settings: RegistrySettings,
+    working_store: WorkingStore | None = None,
+    postgres_target: PostgresTarget | None = None,
+    pseudonym_key: PseudonymKey | None = None,
+) -> dict[str, dg.ConfigurableResource]:
+    """The resources of a registry run, by the keys its assets name: `settings`, the working store (beside the
+    analysts' file unless given), the PostgreSQL target (none unless given) and the pseudonym key."""
+    return {
+        "settings": settings,
+        "working_store": working_store or WorkingStore.beside(settings.analyst_db),
+        "postgres_target": postgres_target or PostgresTarget(),
+        "pseudonym_key": pseudonym_key or PseudonymKey(),
+    }
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     """Resources for `dagster dev` and the daemon: paths from KETREG_LANDING / KETREG_DB (the demo's by default)."""
-    return {
-        "settings": RegistrySettings(
-            landing_dir=environment.value(environment.LANDING, "demo/landing"),
-            analyst_db=environment.value(environment.ANALYST_DB, "demo/registry.duckdb"),
-            protocol_file=environment.value(environment.PROTOCOL_FILE, ""),
-            sites_dir=environment.value(environment.SITES_DIR, ""),
-            publish_url=environment.value(environment.PUBLISH_URL, ""),
-            staging_workers=int(environment.value(environment.STAGING_WORKERS, "1")),
-        ),
-        "pseudonym_key": PseudonymKey(),
-    }
+    settings = RegistrySettings(
+        landing_dir=environment.value(environment.LANDING, "demo/landing"),
+        analyst_db=environment.value(environment.ANALYST_DB, "demo/registry.duckdb"),
+        protocol_file=environment.value(environment.PROTOCOL_FILE, ""),
+        sites_dir=environment.value(environment.SITES_DIR, ""),
+        staging_workers=int(environment.value(environment.STAGING_WORKERS, "1")),
+    )
+    target = PostgresTarget(url=environment.value(environment.PUBLISH_URL, ""))
+    return registry_resources(settings, postgres_target=target)

@@ -18,12 +18,17 @@ from ketreg.incremental.ledger import RunPlan, carried_from, record_asset_run, r
 from ketreg.registry.pseudonym import MissingPseudonymKey, key_fingerprint, key_from_environment
 from pipelines.metadata import AssetMetadata
 
-# Settings that change how a run works, not what it produces (staging in parallel gives equal digests; DuckDB's
-# memory and threads change speed only; the PostgreSQL target decides for itself from what the server holds,
-# publish/postgres_registry): changing them must not force a rebuild.
-_NOT_INPUTS = {
-    "landing_settle_seconds", "staging_workers", "duckdb_memory_limit", "duckdb_threads",
-    "publish_url", "publish_site_role_prefix",
+# Settings that change how a run works, not what it produces (when the sensor looks; staging in parallel gives
+# equal digests): changing them must not force a rebuild. Every other field of `settings` is an input.
+_NOT_INPUTS = {"landing_settle_seconds", "staging_workers"}
+# The connection resources (pipelines/connections.py), field by field: none is an input, so the fingerprint reads
+# `settings` only. The working store's file holds the ledger that compares runs (another file compares with its
+# own); DuckDB's memory and threads change speed only; the PostgreSQL target decides for itself from what the
+# server holds (publish/postgres_registry). tests/test_incremental.py fails when either resource gains a field
+# not listed here: whoever adds one decides whether it is an input (and if so, `current_plan` must hash it).
+CONNECTION_FIELDS_NOT_INPUTS = {
+    "working_store": {"path", "memory_limit", "threads"},
+    "postgres_target": {"url", "site_role_prefix"},
 }
 
 
@@ -67,7 +72,7 @@ def skippable(fn: Callable[..., Any] | None = None, *, publishes: bool = False) 
         def decide(context: dg.AssetExecutionContext) -> tuple[RunPlan, list[str], str | None]:
             keys = sorted(key.to_user_string() for key in context.selected_asset_keys)
             # One connection for the decision: each open and close of the working store costs a checkpoint.
-            with context.resources.settings.working_db() as con:
+            with context.resources.working_store.connect() as con:
                 plan = current_plan(context, con)
                 origins = {carried_from(con, plan, key) for key in keys}
                 origin = origins.pop() if len(origins) == 1 else None
@@ -91,12 +96,11 @@ def skippable(fn: Callable[..., Any] | None = None, *, publishes: bool = False) 
                     for key in ordered]
 
         def built(context: dg.AssetExecutionContext, plan: RunPlan, keys: list[str]) -> None:
-            settings = context.resources.settings
-            with settings.working_db() as con:
+            with context.resources.working_store.connect() as con:
                 for key in keys:
                     record_asset_run(con, plan, key)
                 if publishes:
-                    record_publication(con, plan, settings.analyst_db_path)
+                    record_publication(con, plan, context.resources.settings.analyst_db_path)
 
         if inspect.isgeneratorfunction(function):  # a multi-asset yielding one result per asset
             @functools.wraps(function)

@@ -29,14 +29,15 @@ from ketreg.staging.units import (
     remove_loaded_units,
     stage_share,
 )
+from pipelines.connections import WorkingStore
 from pipelines.resources import RegistrySettings, default_resources
 
 JOB_NAME = "staging_fanout_job"
 
 
-def units_dir(settings: RegistrySettings) -> Path:
+def units_dir(working_store: WorkingStore) -> Path:
     """Units live beside the working store: derived from the landing folder, safe to delete."""
-    return settings.work_db_path.parent / UNITS_FOLDER
+    return working_store.file.parent / UNITS_FOLDER
 
 
 def _staged_now(work_db: Path) -> dict[tuple[str, str], str]:
@@ -53,7 +54,7 @@ def _staged_now(work_db: Path) -> dict[tuple[str, str], str]:
 
 
 @dg.op(out={"landing": dg.Out(list), "shares": dg.DynamicOut(list)})
-def plan_staging_shares(context: dg.OpExecutionContext, settings: RegistrySettings):
+def plan_staging_shares(context: dg.OpExecutionContext, settings: RegistrySettings, working_store: WorkingStore):
     """Scan the landing folder as the landing asset does, and split the new or changed exports into one share
     per worker (`staging_workers`), balanced by file bytes."""
     if settings.landing_path.is_dir() and landing_is_empty(settings.landing_path):
@@ -61,7 +62,7 @@ def plan_staging_shares(context: dg.OpExecutionContext, settings: RegistrySettin
     scan = scan_landing(settings.landing_path, settings.sites_path, settings.limits(),
                         retired=settings.retired_sites)
     rules = validation_fingerprint(settings.protocol())
-    shares = plan_shares(exports_to_stage(scan.exports, _staged_now(settings.work_db_path), rules),
+    shares = plan_shares(exports_to_stage(scan.exports, _staged_now(working_store.file), rules),
                          settings.staging_workers)
     context.log.info(f"{len(scan.exports)} exports; {sum(map(len, shares))} to stage in {len(shares)} shares")
     yield dg.Output(scan.exports, output_name="landing")
@@ -71,24 +72,25 @@ def plan_staging_shares(context: dg.OpExecutionContext, settings: RegistrySettin
 
 
 @dg.op
-def stage_staging_share(settings: RegistrySettings, share: list[LandingExport]) -> list[str]:
+def stage_staging_share(settings: RegistrySettings, working_store: WorkingStore, share: list[LandingExport]
+                        ) -> list[str]:
     """Read and validate one share into content-addressed units (reused when they exist); no database."""
     protocol = settings.protocol()
-    units = stage_share(share, protocol, units_dir(settings), validation_fingerprint(protocol))
+    units = stage_share(share, protocol, units_dir(working_store), validation_fingerprint(protocol))
     return [str(unit) for unit in units]
 
 
 @dg.op
 def load_staging_units(
-    context: dg.OpExecutionContext, settings: RegistrySettings, landing: list[LandingExport],
+    context: dg.OpExecutionContext, working_store: WorkingStore, landing: list[LandingExport],
     units: list[list[str]],
 ) -> dict:
     """The only writer of the working store in this job: staging replaced from the units in one transaction."""
     paths = [Path(unit) for share in units for unit in share]
-    with settings.working_db() as con:
+    with working_store.connect() as con:
         ensure_staging_tables(con)
         report = load_units(con, landing, paths)
-    remove_loaded_units(units_dir(settings))
+    remove_loaded_units(units_dir(working_store))
     context.log.info(
         f"staged {len(report.staged)}, unchanged {len(report.unchanged)}, removed {len(report.removed)} exports"
     )
@@ -106,11 +108,11 @@ def staging_fanout_job():
     load_staging_units(landing, shares.map(stage_staging_share).collect())
 
 
-def fanout_job_for(settings: dict) -> dg.JobDefinition:
-    """The job bound to these settings (RegistrySettings' fields): what each executor process reconstructs.
-    Settings are paths and numbers only; the pseudonym key is not needed to stage and never passed."""
-    return dg.Definitions(jobs=[staging_fanout_job], resources={"settings": RegistrySettings(**settings)}
-                          ).resolve_job_def(JOB_NAME)
+def fanout_job_for(settings: dict, working_store: dict) -> dg.JobDefinition:
+    """The job bound to these settings and working store (their fields): what each executor process
+    reconstructs. Paths and numbers only; the pseudonym key is not needed to stage and never passed."""
+    resources = {"settings": RegistrySettings(**settings), "working_store": WorkingStore(**working_store)}
+    return dg.Definitions(jobs=[staging_fanout_job], resources=resources).resolve_job_def(JOB_NAME)
 
 
 def staging_fanout_job_from_environment() -> dg.JobDefinition:
@@ -153,12 +155,16 @@ class ParallelStaging:
     report: StagingReport
 
 
-def stage_in_parallel(settings: RegistrySettings, instance: dg.DagsterInstance, tags: dict[str, str]
-                      ) -> ParallelStaging:
-    """Run the fan-out job for these settings on `instance` (a temporary one if it is ephemeral: the
-    multiprocess executor needs storage its processes share); raises dg.Failure naming the failed steps."""
-    fields = {name: getattr(settings, name) for name in RegistrySettings.model_fields}
-    job = dg.build_reconstructable_job(__name__, fanout_job_for.__name__, reconstructable_kwargs={"settings": fields})
+def stage_in_parallel(settings: RegistrySettings, working_store: WorkingStore, instance: dg.DagsterInstance,
+                      tags: dict[str, str]) -> ParallelStaging:
+    """Run the fan-out job for these settings and working store on `instance` (a temporary one if it is
+    ephemeral: the multiprocess executor needs storage its processes share); raises dg.Failure naming the failed
+    steps."""
+    fields = {
+        "settings": {name: getattr(settings, name) for name in RegistrySettings.model_fields},
+        "working_store": {name: getattr(working_store, name) for name in WorkingStore.model_fields},
+    }
+    job = dg.build_reconstructable_job(__name__, fanout_job_for.__name__, reconstructable_kwargs=fields)
     with tempfile.TemporaryDirectory(prefix="ketreg-fanout-") as temporary:
         run_instance = instance
         if instance.is_ephemeral:

@@ -19,8 +19,9 @@ import pytest
 from support import CANONICAL_ROWS, TEST_KEY, RegistryRun, run_registry, write_export
 
 from pipelines.checks import registry_checks
+from pipelines.connections import WorkingStore
 from pipelines.definitions import ALL_ASSETS
-from pipelines.resources import PseudonymKey, RegistrySettings
+from pipelines.resources import RegistrySettings, registry_resources
 from schemas.protocol import Protocol, load_protocol
 from schemas.tables import TABLES
 
@@ -122,14 +123,10 @@ def expected_severity(name: str) -> dg.AssetCheckSeverity:
 def evaluate_checks(work_db: Path, rebuild: Iterable[str] = ()) -> dict[str, CheckOutcome]:
     """Run every registry check in one real Dagster run against `work_db`; `rebuild` names registry assets
     (e.g. "file_counts") that the run materializes first from the working database's current state."""
-    resources = {
-        "settings": RegistrySettings(
-            landing_dir=str(work_db.parent / "landing"),
-            analyst_db=str(work_db.with_name("registry.duckdb")),
-            work_db=str(work_db),
-        ),
-        "pseudonym_key": PseudonymKey(),  # reads the key from the environment, set below for this run only
-    }
+    # The pseudonym key resource reads the key from the environment, set below for this run only.
+    settings = RegistrySettings(landing_dir=str(work_db.parent / "landing"),
+                                analyst_db=str(work_db.with_name("registry.duckdb")))
+    resources = registry_resources(settings, WorkingStore(path=str(work_db)))
     selection = dg.AssetSelection.checks(*registry_checks)
     for name in rebuild:
         selection = selection | dg.AssetSelection.assets(dg.AssetKey(["registry", name])).without_checks()

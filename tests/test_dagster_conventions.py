@@ -11,7 +11,7 @@ import pytest
 from support import TEST_KEY, write_export
 
 from pipelines.definitions import build_definitions, defs
-from pipelines.resources import PseudonymKey, RegistrySettings
+from pipelines.resources import RegistrySettings, registry_resources
 
 
 def test_registry_assets_are_described_by_their_sql_header_and_carry_owners_tags_and_code_references() -> None:
@@ -37,10 +37,9 @@ def test_great_expectations_failures_are_failed_asset_checks_and_tables_carry_st
     monkeypatch.setenv("KETREG_PSEUDONYM_KEY", TEST_KEY)  # the resource reads the key when a step needs it
     landing = tmp_path / "landing"
     write_export(landing, "site_a")  # 1 of 4 assessments records satisfaction: below config/quality.yaml's 50 %
-    resources = {
-        "settings": RegistrySettings(landing_dir=str(landing), analyst_db=str(tmp_path / "out" / "registry.duckdb")),
-        "pseudonym_key": PseudonymKey(),
-    }
+    resources = registry_resources(
+        RegistrySettings(landing_dir=str(landing), analyst_db=str(tmp_path / "out" / "registry.duckdb"))
+    )
     result = build_definitions(resources).resolve_job_def("registry_job").execute_in_process(
         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
     )

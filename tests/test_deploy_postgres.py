@@ -21,8 +21,9 @@ import pytest
 from postgres_support import FreshDatabase, fresh_database
 from support import TEST_KEY, write_export
 
+from pipelines.connections import WorkingStore
 from pipelines.definitions import build_definitions
-from pipelines.resources import PseudonymKey, RegistrySettings
+from pipelines.resources import RegistrySettings, registry_resources
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,10 +80,9 @@ def test_registry_job_runs_on_postgres_instance(
     pg_instance: dg.DagsterInstance, pg_database: FreshDatabase, tmp_path: Path
 ):
     landing = _landing(tmp_path)
-    resources = {
-        "settings": RegistrySettings(landing_dir=str(landing), analyst_db=str(tmp_path / "out" / "registry.duckdb")),
-        "pseudonym_key": PseudonymKey(),
-    }
+    resources = registry_resources(
+        RegistrySettings(landing_dir=str(landing), analyst_db=str(tmp_path / "out" / "registry.duckdb"))
+    )
     result = build_definitions(resources).resolve_job_def("registry_job").execute_in_process(
         instance=pg_instance, raise_on_error=False
     )
@@ -186,7 +186,7 @@ def test_parallel_staging_runs_on_postgres_instance_and_equals_serial(
         stage_landing(con, scan_landing(landing).exports, load_protocol())
     settings = RegistrySettings(landing_dir=str(landing), analyst_db=str(tmp_path / "parallel" / "registry.duckdb"),
                                 staging_workers=2)
-    parallel = stage_in_parallel(settings, pg_instance, tags={})
+    parallel = stage_in_parallel(settings, WorkingStore.beside(settings.analyst_db), pg_instance, tags={})
 
     # Every step process wrote its events to the PostgreSQL database; another host's instance sees the run.
     with psycopg.connect(pg_database.url) as con:

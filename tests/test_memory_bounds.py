@@ -1,5 +1,5 @@
-"""The pipeline's memory budget: DuckDB's memory limit and threads come from the run's settings (or the
-environment), and Great Expectations is handed bounded parts of a table, never the whole of it."""
+"""The pipeline's memory budget: DuckDB's memory limit and threads come from the working store resource (or
+the environment), and Great Expectations is handed bounded parts of a table, never the whole of it."""
 
 from __future__ import annotations
 
@@ -10,16 +10,15 @@ import pytest
 
 from ketreg.quality import expectations
 from ketreg.warehouse.connection import DEFAULT_MEMORY_LIMIT
-from pipelines.resources import RegistrySettings
+from pipelines.connections import WorkingStore
 
 
 def _setting(con: duckdb.DuckDBPyConnection, name: str) -> str:
     return str(con.execute(f"SELECT current_setting('{name}')").fetchall()[0][0])
 
 
-def _settings(tmp_path: Path, **fields: object) -> RegistrySettings:
-    return RegistrySettings(landing_dir=str(tmp_path / "landing"), analyst_db=str(tmp_path / "registry.duckdb"),
-                            **fields)
+def _store(tmp_path: Path, memory_limit: str = "", threads: int = 0) -> WorkingStore:
+    return WorkingStore.beside(tmp_path / "registry.duckdb", memory_limit=memory_limit, threads=threads)
 
 
 def _in_mib(limit: str) -> float:
@@ -28,26 +27,26 @@ def _in_mib(limit: str) -> float:
     return float(number) * {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0}[unit]
 
 
-def test_the_memory_limit_and_threads_of_the_settings_reach_duckdb(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KETREG_DUCKDB_MEMORY_LIMIT", "2GB")  # the settings win over the environment
-    with _settings(tmp_path, duckdb_memory_limit="500MB", duckdb_threads=1).working_db() as con:
+def test_the_memory_limit_and_threads_of_the_working_store_reach_duckdb(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KETREG_DUCKDB_MEMORY_LIMIT", "2GB")  # the resource's fields win over the environment
+    with _store(tmp_path, memory_limit="500MB", threads=1).connect() as con:
         assert _in_mib(_setting(con, "memory_limit")) == pytest.approx(500e6 / 2**20, rel=0.01)
         assert _setting(con, "threads") == "1"
 
 
-def test_without_settings_the_environment_then_the_default_budget_applies(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_fields_the_environment_then_the_default_budget_applies(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KETREG_DUCKDB_MEMORY_LIMIT", "300MB")
     monkeypatch.setenv("KETREG_DUCKDB_THREADS", "1")
-    with _settings(tmp_path).working_db() as con:
+    with _store(tmp_path).connect() as con:
         assert _in_mib(_setting(con, "memory_limit")) == pytest.approx(300e6 / 2**20, rel=0.01)
         assert _setting(con, "threads") == "1"
     monkeypatch.delenv("KETREG_DUCKDB_MEMORY_LIMIT")
     monkeypatch.delenv("KETREG_DUCKDB_THREADS")
     budget = duckdb.connect()
     budget.execute("SET memory_limit = ?", [DEFAULT_MEMORY_LIMIT])
-    with _settings(tmp_path).working_db() as con:
+    with _store(tmp_path).connect() as con:
         assert _setting(con, "memory_limit") == _setting(budget, "memory_limit")
         assert _setting(con, "threads") == _setting(budget, "threads")  # DuckDB's own: one per core
 

@@ -488,13 +488,14 @@ def test_metrics_assets_show_headline_figures_as_metadata(reference: RegistryRun
     import dagster as dg
 
     from pipelines.assets.metrics import metrics_assets
+    from pipelines.connections import WorkingStore
     from pipelines.resources import RegistrySettings
 
     work_db = _copy_work_db(reference, tmp_path)
-    settings = RegistrySettings(landing_dir=str(reference.landing), analyst_db=str(tmp_path / "registry.duckdb"),
-                                work_db=str(work_db))
+    settings = RegistrySettings(landing_dir=str(reference.landing), analyst_db=str(tmp_path / "registry.duckdb"))
     result = dg.materialize(
-        metrics_assets, resources={"settings": settings}, instance=dg.DagsterInstance.ephemeral(),
+        metrics_assets, resources={"settings": settings, "working_store": WorkingStore(path=str(work_db))},
+        instance=dg.DagsterInstance.ephemeral(),
         run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
     )
 

@@ -19,7 +19,7 @@ from support import canonical_rows, query_db, run_registry, write_export
 from ketreg_app.cli import main as ketreg_main
 from pipelines.checks import registry_checks
 from pipelines.definitions import build_definitions
-from pipelines.resources import PseudonymKey, RegistrySettings
+from pipelines.resources import RegistrySettings, registry_resources
 from pipelines.schedules import nightly_rebuild
 from pipelines.sensors import landing_sensor
 
@@ -30,12 +30,9 @@ def _key_in_environment(pseudonym_key: str) -> None:
 
 
 def _resources(landing: Path, out: Path) -> dict[str, dg.ConfigurableResource]:
-    return {
-        "settings": RegistrySettings(
-            landing_dir=str(landing), analyst_db=str(out / "registry.duckdb"), landing_settle_seconds=0
-        ),
-        "pseudonym_key": PseudonymKey(),
-    }
+    return registry_resources(
+        RegistrySettings(landing_dir=str(landing), analyst_db=str(out / "registry.duckdb"), landing_settle_seconds=0)
+    )
 
 
 def _second_patient_rows() -> dict[str, list[dict[str, str]]]:

@@ -93,13 +93,14 @@ def test_running_the_metrics_again_on_the_same_data_gives_identical_tables(fault
                                                                            tmp_path: Path):
     from pipelines.assets.metrics import metrics_assets
     from pipelines.assets.planning import planning_assets
+    from pipelines.connections import WorkingStore
     from pipelines.resources import RegistrySettings
 
     copy = tmp_path / "registry_work.duckdb"
     shutil.copyfile(faulty_registry.work_db, copy)
-    settings = RegistrySettings(landing_dir=str(faulty_registry.landing), analyst_db=str(tmp_path / "r.duckdb"),
-                                work_db=str(copy))
-    result = dg.materialize([*metrics_assets, *planning_assets], resources={"settings": settings},
+    settings = RegistrySettings(landing_dir=str(faulty_registry.landing), analyst_db=str(tmp_path / "r.duckdb"))
+    result = dg.materialize([*metrics_assets, *planning_assets],
+                            resources={"settings": settings, "working_store": WorkingStore(path=str(copy))},
                             instance=dg.DagsterInstance.ephemeral(),
                             run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
     assert result.success

@@ -18,6 +18,7 @@ from ketreg.staging.stage import export_bytes, stage_landing
 from ketreg.staging.tables import ensure_staging_tables
 from ketreg.staging.units import UNITS_FOLDER, plan_shares, read_unit, stage_unit
 from ketreg_app.run import run_pipeline
+from pipelines.connections import WorkingStore
 from pipelines.resources import RegistrySettings
 from pipelines.staging_fanout import JOB_NAME, stage_in_parallel
 from schemas.protocol import load_protocol
@@ -72,7 +73,7 @@ def test_parallel_staging_stages_what_the_serial_path_stages(tmp_path: Path):
 
     settings = _settings(landing, tmp_path / "parallel")
     with _instance(tmp_path) as instance:
-        parallel = stage_in_parallel(settings, instance, tags={})
+        parallel = stage_in_parallel(settings, WorkingStore.beside(settings.analyst_db), instance, tags={})
         run = instance.get_run_by_id(parallel.run_id)
         started = instance.all_logs(parallel.run_id, of_type=dg.DagsterEventType.STEP_WORKER_STARTED)
     assert run.job_name == JOB_NAME
@@ -101,18 +102,18 @@ def test_parallel_staging_follows_the_landing_like_the_serial_path(tmp_path: Pat
     settings = _settings(landing, tmp_path / "parallel")
     units = tmp_path / "parallel" / UNITS_FOLDER
     with _instance(tmp_path) as instance:
-        first = stage_in_parallel(settings, instance, tags={})
+        first = stage_in_parallel(settings, WorkingStore.beside(settings.analyst_db), instance, tags={})
         # Once loaded, the units are gone: the working area keeps no second copy of staging.
         assert first.report.staged and units.is_dir() and not list(units.iterdir())
         # Nothing changed: nothing validated again.
-        again = stage_in_parallel(settings, instance, tags={})
+        again = stage_in_parallel(settings, WorkingStore.beside(settings.analyst_db), instance, tags={})
         assert again.report.staged == [] and len(again.report.unchanged) == len(scan_landing(landing).exports)
         # One export gone, one changed: the same staging as the serial path on the new landing.
         exports = scan_landing(landing).exports
         shutil.rmtree(exports[0].path)
         patients = exports[-1].path / "patients.csv"
         patients.write_text(patients.read_text(encoding="utf-8") + "\n", encoding="utf-8")
-        changed = stage_in_parallel(settings, instance, tags={})
+        changed = stage_in_parallel(settings, WorkingStore.beside(settings.analyst_db), instance, tags={})
     assert changed.report.removed == [exports[0].label] and changed.report.staged == [exports[-1].label]
     _serial_staging(landing, tmp_path / "serial" / "registry_work.duckdb")
     assert _digests(tmp_path / "parallel" / "registry_work.duckdb") == _digests(

@@ -12,7 +12,8 @@ What goes in, and why each part is there:
   configuration files of `config/` (limits, quality, privacy settings);
 - the protocol file's bytes (limits and metric settings), the landing limits in force (a limits file given
   on the command line or by KETREG_LIMITS_FILE), the sites' mapping files, and the run's settings (paths,
-  thresholds), the DuckDB memory limit excluded since it changes no output;
+  thresholds); not the connections (the working store, DuckDB's memory and threads, the PostgreSQL target),
+  which change no output (pipelines/skipping.py);
 - the pseudonym key's fingerprint (never the key) and whether the run re-keys.
 """
 

@@ -5,11 +5,14 @@ import dagster as dg
 from ketreg.landing.discovery import LandingScan, scan_landing
 from ketreg.landing.landing_notices import landing_notices, record_landing_notices
 from ketreg.landing.retired import landing_is_empty
+from pipelines.connections import WorkingStore
 from pipelines.resources import RegistrySettings
 
 
 @dg.asset(key=["landing", "exports"], group_name="landing", kinds={"python", "duckdb"})
-def landing_exports(context: dg.AssetExecutionContext, settings: RegistrySettings) -> dg.Output[LandingScan]:
+def landing_exports(
+    context: dg.AssetExecutionContext, settings: RegistrySettings, working_store: WorkingStore
+) -> dg.Output[LandingScan]:
     """Every `<site>/<export>/` folder of the landing folder, with file hashes and header checks."""
     if settings.landing_path.is_dir() and landing_is_empty(settings.landing_path):
         # Most likely an unmounted share or a wrong path: reading it would remove every site's data.
@@ -20,7 +23,7 @@ def landing_exports(context: dg.AssetExecutionContext, settings: RegistrySetting
     scan = scan_landing(settings.landing_path, settings.sites_path, settings.limits(),
                         retired=settings.retired_sites)
     notices = landing_notices(scan)
-    with settings.working_db() as con:
+    with working_store.connect() as con:
         record_landing_notices(con, notices)
     for entry, notice in notices.iter_rows():
         context.log.warning(f"landing folder: {entry}: {notice}")

@@ -13,6 +13,7 @@ from ketreg.metrics.build import (
     write_table,
 )
 from pipelines.assets.patient_flow import metrics_patient_flow
+from pipelines.connections import WorkingStore
 from pipelines.metadata import AssetMetadata
 from pipelines.resources import RegistrySettings
 from pipelines.skipping import skippable
@@ -58,10 +59,10 @@ def _markdown(frame: pl.DataFrame) -> dg.MetadataValue:
     description="metrics.patient_outcomes, built by sql/metrics/patient_outcomes.sql",
 )
 @skippable
-def metrics_patient_outcomes(settings: RegistrySettings) -> dg.MaterializeResult:
+def metrics_patient_outcomes(settings: RegistrySettings, working_store: WorkingStore) -> dg.MaterializeResult:
     """One row per analysis-cohort patient: baseline pain, best relief in induction, response, rates, course."""
     run_id = dg.AssetExecutionContext.get().run.run_id
-    with settings.working_db() as con:
+    with working_store.connect() as con:
         sites = build_sql_table_for_changed_sites(
             con, "patient_outcomes", settings.protocol(), _metric_settings(settings), shared_digest(con, run_id),
             run_id,
@@ -94,11 +95,11 @@ def metrics_patient_outcomes(settings: RegistrySettings) -> dg.MaterializeResult
     description="metrics.registry_metrics, built by sql/metrics/registry_metrics.sql",
 )
 @skippable
-def metrics_registry_metrics(settings: RegistrySettings) -> dg.MaterializeResult:
+def metrics_registry_metrics(settings: RegistrySettings, working_store: WorkingStore) -> dg.MaterializeResult:
     """The registry's figures in one tidy table (metric × stratum) with Wilson or Poisson 95 % intervals, added
     up from each site's partial sums (metrics_partial.site_tallies, recounted for the sites whose rows changed)."""
     run_id = dg.AssetExecutionContext.get().run.run_id
-    with settings.working_db() as con:
+    with working_store.connect() as con:
         # Each site's partial sums, rebuilt for the sites whose rows changed, then added up.
         sites = build_sql_table_for_changed_sites(
             con, "site_tallies", settings.protocol(), _metric_settings(settings), shared_digest(con, run_id), run_id
@@ -123,13 +124,13 @@ def metrics_registry_metrics(settings: RegistrySettings) -> dg.MaterializeResult
     kinds={"duckdb"},
 )
 @skippable
-def metrics_response_predictors(settings: RegistrySettings) -> dg.MaterializeResult:
+def metrics_response_predictors(settings: RegistrySettings, working_store: WorkingStore) -> dg.MaterializeResult:
     """Odds ratios of response by etiology, cancer type, metastatic disease, baseline NPRS band and site
     (logistic regression, univariable and multivariable), or "not estimable" where the data are too sparse."""
     # statsmodels and scipy are imported by the step that uses them, not by every process loading the code.
     from ketreg.metrics.predictors import outcome_columns, response_predictors
 
-    with settings.working_db() as con:
+    with working_store.connect() as con:
         # Unordered: the models fit on sorted covariate patterns, so the rows' order changes no figure.
         outcomes = read_table(con, "patient_outcomes", outcome_columns(), ordered=False)
         table = response_predictors(outcomes, _metric_settings(settings))
@@ -157,13 +158,13 @@ def metrics_response_predictors(settings: RegistrySettings) -> dg.MaterializeRes
     kinds={"duckdb"},
 )
 @skippable
-def metrics_study_planning(settings: RegistrySettings) -> dg.MaterializeResult:
+def metrics_study_planning(settings: RegistrySettings, working_store: WorkingStore) -> dg.MaterializeResult:
     """Sample sizes of the next trials (exact single-arm vs benchmark, two-arm on responder rate, on NPRS change
     and by ANCOVA) at each planned power, inflated for dropout (missing primary endpoint) and for the design
     effect of individual or cluster randomisation, each row with its inputs and their source tables."""
     from ketreg.metrics.planning import study_planning  # scipy, imported by the step that uses it
 
-    with settings.working_db() as con:
+    with working_store.connect() as con:
         outcomes = read_table(con, "patient_outcomes")
         table = study_planning(outcomes, _metric_settings(settings))
         rows = write_table(con, "study_planning", table)

@@ -4,6 +4,7 @@ analysed, with the steps' counts in the Dagster UI."""
 import dagster as dg
 
 from ketreg.metrics.build import build_sql_table
+from pipelines.connections import WorkingStore
 from pipelines.resources import RegistrySettings
 from pipelines.skipping import skippable
 from schemas.protocol import load_metric_settings
@@ -17,9 +18,9 @@ from schemas.protocol import load_metric_settings
     description="metrics.patient_flow, built by sql/metrics/patient_flow.sql",
 )
 @skippable
-def metrics_patient_flow(settings: RegistrySettings) -> dg.MaterializeResult:
+def metrics_patient_flow(settings: RegistrySettings, working_store: WorkingStore) -> dg.MaterializeResult:
     """Counts per step of the patient flow (received → … → analysed → discontinued), per site and for all."""
-    with settings.working_db() as con:
+    with working_store.connect() as con:
         rows = build_sql_table(
             con, "patient_flow", settings.protocol(), load_metric_settings(settings.protocol_file or None)
         )

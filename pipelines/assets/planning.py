@@ -7,6 +7,7 @@ import polars as pl
 from ketreg.incremental.ledger import shared_digest
 from ketreg.metrics.build import build_sql_table_for_changed_sites, read_table, write_table
 from ketreg.metrics.estimand import estimand_for
+from pipelines.connections import WorkingStore
 from pipelines.metadata import AssetMetadata
 from pipelines.resources import RegistrySettings
 from pipelines.skipping import skippable
@@ -27,7 +28,7 @@ _REGISTRY_INPUTS = [["registry", t] for t in ("patients", "infusions", "assessme
     ],
 )
 @skippable
-def metrics_time_to_event(settings: RegistrySettings):
+def metrics_time_to_event(settings: RegistrySettings, working_store: WorkingStore):
     """Relief duration censored at the next infusion, an interruption or loss to follow-up; time on
     treatment; discontinuation by reason as competing risks (sql/metrics/relief_episodes.sql,
     sql/metrics/treatment_courses.sql), fitted on each site's counts per day added up
@@ -39,7 +40,7 @@ def metrics_time_to_event(settings: RegistrySettings):
     )
 
     run_id = dg.AssetExecutionContext.get().run.run_id
-    with settings.working_db() as con:
+    with working_store.connect() as con:
         sites = build_sql_table_for_changed_sites(
             con, "time_to_event_tallies", settings.protocol(), load_metric_settings(settings.protocol_file or None),
             shared_digest(con, run_id), run_id,
@@ -85,12 +86,12 @@ def metrics_time_to_event(settings: RegistrySettings):
     kinds={"duckdb"},
 )
 @skippable
-def metrics_site_heterogeneity(settings: RegistrySettings) -> dg.MaterializeResult:
+def metrics_site_heterogeneity(settings: RegistrySettings, working_store: WorkingStore) -> dg.MaterializeResult:
     """Random-effects pooled responder rate across sites (DerSimonian–Laird and REML on the logit scale) with
     Q, I², τ² and the 95 % prediction interval, for the primary estimand (when built) and the study definition."""
     from ketreg.metrics.heterogeneity import heterogeneity_from_outcomes
 
-    with settings.working_db() as con:
+    with working_store.connect() as con:
         outcomes = read_table(con, "patient_outcomes")
         estimand = estimand_for(outcomes)
         table = heterogeneity_from_outcomes(outcomes)

@@ -6,6 +6,7 @@ from ketreg.registry.publish import publish_changes
 from pipelines.assets.metrics import metrics_assets
 from pipelines.assets.planning import planning_assets
 from pipelines.assets.registry import registry_assets
+from pipelines.connections import WorkingStore
 from pipelines.resources import RegistrySettings
 from pipelines.skipping import skippable
 
@@ -17,10 +18,10 @@ from pipelines.skipping import skippable
     kinds={"duckdb"},
 )
 @skippable(publishes=True)
-def analyst_registry(settings: RegistrySettings) -> dg.MaterializeResult:
+def analyst_registry(settings: RegistrySettings, working_store: WorkingStore) -> dg.MaterializeResult:
     """The registry tables copied into a DuckDB file beside the analysts' file that replaces it in one rename:
     a fresh file, or after some sites' new exports a copy of the last one with only their rows replaced."""
-    with settings.working_db() as con:
+    with working_store.connect() as con:
         published = publish_changes(con, settings.analyst_db_path)
     return dg.MaterializeResult(
         metadata={

@@ -21,6 +21,7 @@ from pipelines.assets.metrics import metrics_assets
 from pipelines.assets.planning import planning_assets
 from pipelines.assets.registry import registry_assets
 from pipelines.checks import CHECKS, check_inputs
+from pipelines.connections import WorkingStore
 from pipelines.resources import RegistrySettings
 from pipelines.skipping import skippable
 from schemas.tables import TABLES
@@ -35,7 +36,9 @@ DATA_DOCS_FOLDER = "data_docs"
     kinds={"duckdb", "python"},
 )
 @skippable
-def quality_check_results(context: dg.AssetExecutionContext, settings: RegistrySettings) -> dg.MaterializeResult:
+def quality_check_results(
+    context: dg.AssetExecutionContext, settings: RegistrySettings, working_store: WorkingStore
+) -> dg.MaterializeResult:
     """quality.check_results: this run's outcome of every data-quality check (Kahn category, numerator,
     denominator, threshold, pass, SQL of the violating rows), added to the history of earlier runs, and
     quality.check_changes (new, resolved and persisting failures). Also writes the Great Expectations Data
@@ -46,7 +49,7 @@ def quality_check_results(context: dg.AssetExecutionContext, settings: RegistryS
     reports = settings.reports_path
     data_docs = reports / DATA_DOCS_FOLDER
     quality_settings = load_quality_settings()
-    with settings.working_db() as con:
+    with working_store.connect() as con:
         columns = {
             table.name: [row[0] for row in con.execute(f"DESCRIBE registry.{table.name}").fetchall()]
             for table in TABLES
@@ -89,12 +92,12 @@ def quality_check_results(context: dg.AssetExecutionContext, settings: RegistryS
     kinds={"html"},
 )
 @skippable
-def quality_dashboard(settings: RegistrySettings) -> dg.MaterializeResult:
+def quality_dashboard(settings: RegistrySettings, working_store: WorkingStore) -> dg.MaterializeResult:
     """The registry quality dashboard: one static HTML file with inline SVG charts (no server, no network),
     linking to the Data Docs and to the Dagster assets each check reads."""
     from ketreg.quality.dashboard import render_dashboard
 
-    with settings.working_db() as con:
+    with working_store.connect() as con:
         path = render_dashboard(con, settings.reports_path, load_quality_settings().dagster_url)
     share(settings.reports_path, recursive=False)  # written beside the private working store
     share(path)

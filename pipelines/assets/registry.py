@@ -13,6 +13,7 @@ from ketreg.registry.build import (
 )
 from ketreg.registry.export_changes import build_export_changes
 from ketreg.warehouse.sql_docs import sql_header
+from pipelines.connections import WorkingStore
 from pipelines.metadata import AssetMetadata, table_metadata
 from pipelines.resources import PseudonymKey, RegistrySettings
 from pipelines.skipping import skippable
@@ -78,11 +79,14 @@ def _export_changes_metadata(con: duckdb.DuckDBPyConnection) -> AssetMetadata:
     name="registry_tables",
 )
 @skippable
-def registry_tables(context: dg.AssetExecutionContext, settings: RegistrySettings, pseudonym_key: PseudonymKey):
+def registry_tables(
+    context: dg.AssetExecutionContext, settings: RegistrySettings, working_store: WorkingStore,
+    pseudonym_key: PseudonymKey,
+):
     """The harmonised, pseudonymised registry tables (sql/registry/), each site's patient-level rows rebuilt
     only when its staged rows changed (`sites_rebuilt`), and registry.export_changes."""
     selected = {key.path[-1] for key in context.selected_asset_keys}
-    with settings.working_db() as con:
+    with working_store.connect() as con:
         protocol = settings.protocol()
         if selected - {_EXPORT_CHANGES}:
             prepare(con, pseudonym_key.secret(), protocol, rekey=pseudonym_key.rekey,

@@ -6,6 +6,7 @@ import dagster as dg
 from ketreg.incremental.ledger import shared_digest
 from ketreg.reports.site_folders import SITES_FOLDER, write_changed_site_folders
 from pipelines.assets.site_private import site_private_assets
+from pipelines.connections import WorkingStore
 from pipelines.resources import RegistrySettings
 from pipelines.skipping import skippable
 
@@ -18,11 +19,11 @@ from pipelines.skipping import skippable
     kinds={"csv", "html", "excel"},
 )
 @skippable
-def site_folders(settings: RegistrySettings) -> dg.MaterializeResult:
+def site_folders(settings: RegistrySettings, working_store: WorkingStore) -> dg.MaterializeResult:
     """One folder per site (files 0640, folders 0750) for that site's data manager: its quarantined rows
     with its own ids and raw values, its rejected exports, deviations, notices and a "what to fix" page."""
     run_id = dg.AssetExecutionContext.get().run.run_id
-    with settings.working_db() as con:
+    with working_store.connect() as con:
         folders, rewritten = write_changed_site_folders(con, settings.reports_path, shared_digest(con, run_id), run_id)
     return dg.MaterializeResult(
         metadata={

@@ -4,6 +4,7 @@ the registry's counts-only quarantine and each site's data-manager folder; they 
 import dagster as dg
 
 from ketreg.registry.site_private import SITE_PRIVATE_TABLES, build_site_private_table
+from pipelines.connections import WorkingStore
 from pipelines.resources import RegistrySettings
 from pipelines.skipping import skippable
 
@@ -31,10 +32,10 @@ _UPSTREAM = {
     name="site_private_tables",
 )
 @skippable
-def site_private_tables(context: dg.AssetExecutionContext, settings: RegistrySettings):
+def site_private_tables(context: dg.AssetExecutionContext, settings: RegistrySettings, working_store: WorkingStore):
     """The selected site_private tables, one transaction each."""
     selected = {key.path[-1] for key in context.selected_asset_keys}
-    with settings.working_db() as con:
+    with working_store.connect() as con:
         for name in SITE_PRIVATE_TABLES:
             if name in selected:
                 rows = build_site_private_table(con, name)

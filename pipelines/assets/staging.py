@@ -6,6 +6,7 @@ import dagster as dg
 from ketreg.landing.discovery import LandingScan
 from ketreg.staging.stage import stage_landing
 from ketreg.staging.tables import STAGED_TABLES, ensure_staging_tables
+from pipelines.connections import WorkingStore
 from pipelines.metadata import AssetMetadata, table_metadata
 from pipelines.resources import RegistrySettings
 from pipelines.staging_fanout import stage_in_parallel
@@ -20,15 +21,18 @@ from pipelines.staging_fanout import stage_in_parallel
     name="stage_exports",
     can_subset=False,
 )
-def stage_exports(context: dg.AssetExecutionContext, settings: RegistrySettings, scan: LandingScan):
+def stage_exports(
+    context: dg.AssetExecutionContext, settings: RegistrySettings, working_store: WorkingStore, scan: LandingScan
+):
     """One step for all staged tables: an export's files are validated together, since a child row is
     quarantined when its parent was, and a broken file rejects its whole export. With `staging_workers` > 1
     the exports are validated by a parallel run first (pipelines/staging_fanout.py); the serial pass after it
     finds them staged and only catches an export that changed in between."""
     parallel = None
     if settings.staging_workers > 1:
-        parallel = stage_in_parallel(settings, context.instance, tags={"ketreg/registry_run": context.run.run_id})
-    with settings.working_db() as con:
+        parallel = stage_in_parallel(settings, working_store, context.instance,
+                                     tags={"ketreg/registry_run": context.run.run_id})
+    with working_store.connect() as con:
         ensure_staging_tables(con)
         report = stage_landing(con, scan.exports, settings.protocol())
         tables = {name: table_metadata(con, "staging", name) for name in STAGED_TABLES}
