@@ -10,8 +10,9 @@ import dagster as dg
 import pytest
 from support import TEST_KEY, write_export
 
+from pipelines.connections import PostgresTarget, WorkingStore
 from pipelines.definitions import build_definitions, defs
-from pipelines.resources import RegistrySettings, registry_resources
+from pipelines.resources import RegistrySettings, default_resources, registry_resources
 
 
 def test_registry_assets_are_described_by_their_sql_header_and_carry_owners_tags_and_code_references() -> None:
@@ -28,6 +29,29 @@ def test_registry_assets_are_described_by_their_sql_header_and_carry_owners_tags
         assert all(Path(ref.file_path).is_absolute() and Path(ref.file_path).is_file() for ref in references), key
     sql_references = [ref.file_path for ref in patients.metadata["dagster/code_references"].code_references]
     assert any(path.endswith("sql/registry/patients.sql") for path in sql_references)
+
+
+def test_the_settings_hold_no_connection_and_each_connection_lives_in_one_resource() -> None:
+    resources = default_resources()
+    # Only the working store opens a DuckDB connection; the settings are paths and thresholds.
+    assert [key for key, resource in resources.items() if hasattr(resource, "connect")] == ["working_store"]
+    connection_fields = set(WorkingStore.model_fields) | set(PostgresTarget.model_fields)
+    assert not set(RegistrySettings.model_fields) & connection_fields
+    # The fields the settings held before issue 15 split them off.
+    assert not set(RegistrySettings.model_fields) & {
+        "work_db", "duckdb_memory_limit", "duckdb_threads", "publish_url", "publish_site_role_prefix"
+    }
+    # Every step that writes the working store asks for that resource; only the PostgreSQL publish asks for
+    # the target.
+    steps = list(defs.assets or [])
+    assert len(steps) > 10  # the registry's steps, not an empty list
+    for assets in steps:
+        assert isinstance(assets, dg.AssetsDefinition)
+        keys = {key.to_user_string() for key in assets.keys}
+        assert "working_store" in assets.required_resource_keys, keys
+        assert ("postgres_target" in assets.required_resource_keys) == (keys == {"publish/postgres_registry"}), keys
+    for checks in defs.asset_checks or []:
+        assert "working_store" in checks.required_resource_keys
 
 
 @pytest.mark.slow

@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+import psycopg
 import pytest
+from postgres_support import fresh_database
 from support import TEST_KEY, write_export
 
+from ketreg.incremental.ledger import unchanged_since
 from ketreg.registry.release import table_fingerprints
 from ketreg_app.run import RunOutcome, run_pipeline
+from pipelines.connections import PostgresTarget, WorkingStore
+from pipelines.definitions import build_definitions
+from pipelines.resources import RegistrySettings, registry_resources
+from pipelines.skipping import _NOT_INPUTS, CONNECTION_FIELDS_NOT_INPUTS
 from synthetic import generate_landing
 
 # Assets downstream of staging: each is rebuilt, or reported skipped, in every run. The PostgreSQL target
@@ -125,6 +134,75 @@ def test_nothing_changed_skips_the_rebuild_and_a_change_rebuilds(tmp_path: Path,
     con = duckdb.connect(str(analyst_db), read_only=True)
     assert con.execute("SELECT count(*) FROM exports WHERE site_id = 'site_new'").fetchall()[0][0] == 1
     con.close()
+
+
+def test_every_field_of_the_connections_is_declared_not_an_input_and_the_settings_exclusions_exist() -> None:
+    # A field added to a connection resource must be classified (pipelines/skipping.py) before this passes.
+    declared = {"working_store": set(WorkingStore.model_fields), "postgres_target": set(PostgresTarget.model_fields)}
+    assert declared == CONNECTION_FIELDS_NOT_INPUTS
+    # An exclusion naming no field of the settings would exclude nothing, silently.
+    assert _NOT_INPUTS.issubset(RegistrySettings.model_fields)
+
+
+def _run_job(resources: dict[str, dg.ConfigurableResource]) -> str:
+    """One run of the registry job with these resources, on the instance of DAGSTER_HOME; its run id."""
+    result = build_definitions(resources).resolve_job_def("registry_job").execute_in_process(
+        instance=dg.DagsterInstance.get(), raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+    )
+    assert result.success, [event.message for event in result.get_step_failure_events()]
+    return result.run_id
+
+
+def test_a_new_memory_budget_store_location_or_publish_target_rebuilds_nothing(
+    tmp_path: Path, dagster_home: Path
+) -> None:
+    """The connections say where and how a run works, not what it builds: changing them keeps the inputs
+    fingerprint, so the registry is left as published (and the new PostgreSQL target still gets it)."""
+    landing = tmp_path / "landing"
+    generate_landing(landing, sites=2, patients_per_site=10, seed=3)
+    settings = RegistrySettings(landing_dir=str(landing), analyst_db=str(tmp_path / "out" / "registry.duckdb"))
+    store = WorkingStore.beside(settings.analyst_db, memory_limit="256MB", threads=1)
+    first = _run_job(registry_resources(settings, store))
+    built = _materializations(first)
+    downstream = sorted(key for key in built if not key.startswith(_STAGING_AND_BEFORE))
+    published = _sha256(settings.analyst_db_path)
+
+    # The working store moved to another folder, with another memory budget and thread count.
+    moved = WorkingStore(path=str(tmp_path / "elsewhere" / "registry_work.duckdb"), memory_limit="1GB", threads=2)
+    moved.file.parent.mkdir()
+    shutil.copy(store.file, moved.file)
+    second = _run_job(registry_resources(settings, moved))
+    assert unchanged_since(moved.file, second) == first
+    events = _materializations(second)
+    assert sorted(key for key in events if not key.startswith(_STAGING_AND_BEFORE)) == downstream
+    assert all(events[key]["skipped"] is True for key in downstream)
+    assert _sha256(settings.analyst_db_path) == published
+
+    # A PostgreSQL target appears (skips the rest of the test where no server answers).
+    prefix = f"t{uuid.uuid4().hex[:8]}_site_"  # site roles are global to the server: this test's own
+    with contextmanager(fresh_database)() as database:
+        try:
+            third = _run_job(registry_resources(settings, moved, PostgresTarget(url=database.url,
+                                                                                site_role_prefix=prefix)))
+            assert unchanged_since(moved.file, third) == first
+            events = _materializations(third)
+            assert all(events[key]["skipped"] is True for key in downstream)
+            assert events["publish/postgres_registry"]["published"] is True  # the server held nothing yet
+            with psycopg.connect(database.url) as pg:
+                on_server = pg.execute("SELECT count(*) FROM registry.patients").fetchone()[0]
+            analysts = duckdb.connect(str(settings.analyst_db_path), read_only=True)
+            in_file = analysts.execute("SELECT count(*) FROM patients").fetchall()[0][0]
+            analysts.close()
+            assert on_server == in_file > 0
+        finally:
+            with psycopg.connect(database.url, autocommit=True) as pg:
+                roles = [r for (r,) in pg.execute("SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)",
+                                                  [prefix])]
+                for role in roles:
+                    pg.execute(f'DROP OWNED BY "{role}"')
+                    pg.execute(f'DROP ROLE "{role}"')
+    assert _sha256(settings.analyst_db_path) == published
 
 
 def _published_digests(analyst_db: Path) -> dict[str, dict[str, object]]:
