@@ -26,7 +26,7 @@ from pipelines.skipping import _NOT_INPUTS, CONNECTION_FIELDS_NOT_INPUTS
 from synthetic import generate_landing
 
 # Assets downstream of staging: each is rebuilt, or reported skipped, in every run. The PostgreSQL target
-# (off without a publish_url) decides from what the server holds (tests/test_postgres_publish.py).
+# (off without a postgres_target url) decides from what the server holds (tests/test_postgres_publish.py).
 _STAGING_AND_BEFORE = ("landing/", "staging/", "publish/postgres_registry")
 
 
