@@ -9,14 +9,13 @@ model carries a sample-size adequacy line by the criteria of Riley et al. (BMJ 2
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import polars as pl
 from firthmodels import FirthLogisticRegression
 from statsmodels.stats.multitest import multipletests
 
-from ketreg.metrics.predictors import POOLED_LEVEL
+from ketreg.metrics.predictors import POOLED_LEVEL, deterministic_numerics
 from schemas.protocol import MetricSettings
 
 # Factor name in the table → column of metrics.patient_outcomes (baseline NPRS is continuous).
@@ -96,8 +95,9 @@ def _fit(
         backend="numpy", max_iter=200, max_halfstep=50, gtol=1e-5, xtol=1e-6,
     )
     profile = y.size * design.shape[1] ** 2 <= PROFILE_BUDGET
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # non-convergence is read from converged_ below
+    # One BLAS thread and no process-wide warning state (predictors.deterministic_numerics): the stopping rules
+    # below carry the last bits of every product into the estimates. Non-convergence is read from converged_.
+    with deterministic_numerics():
         try:
             model.fit(x, y, sample_weight=weights)
         except (ValueError, np.linalg.LinAlgError) as exc:
