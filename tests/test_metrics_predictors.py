@@ -4,6 +4,10 @@ with statsmodels' formula interface, and sparse data give "not estimable" rows i
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import polars as pl
@@ -177,3 +181,63 @@ def test_holm_adjustment_is_bit_for_bit_statsmodels():
     for p_values in (rng.random(40), np.round(rng.random(60) * 0.1, 3), np.array([0.04, 0.04, 0.5, 0.001, 0.9]),
                      np.array([0.3])):
         assert np.array_equal(holm(p_values), multipletests(p_values, method="holm")[1])
+
+
+def test_a_saturated_fit_whose_residuals_vanish_exactly_is_estimable():
+    """Half of each metastatic level responded: the univariable model's least-squares step is exact, so statsmodels
+    computes the (unused) scale as 0 / 0 residual degrees of freedom. That warning once made the model "not
+    estimable"; the odds ratio is 1 with the 2 × 2 table's Woolf interval."""
+    n = 200
+    cohort = _cohort(n).with_columns(
+        metastatic=pl.int_range(n) % 4 < 2, responder=pl.int_range(n) % 8 < 4, site_id=pl.lit("a"))
+    row = _row(response_predictors(cohort, SETTINGS), "univariable", "metastatic", "true")
+    assert row["estimable"], row["note"]
+    half_width = 1.959963984540054 * math.sqrt(4 / 50)  # Woolf: 1/a + 1/b + 1/c + 1/d, 50 patients in each cell
+    assert row["odds_ratio"] == pytest.approx(1.0, abs=1e-12)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((math.exp(-half_width), math.exp(half_width)), rel=1e-9)
+
+
+_FIT_IN_A_FRESH_PROCESS = """
+import sys, warnings
+import numpy as np, polars as pl
+if sys.argv[3] == "hostile":  # process-wide state other code may leave behind
+    np.seterr(all="raise")
+    warnings.simplefilter("error")
+from ketreg.metrics.predictors import response_predictors
+from schemas.protocol import load_metric_settings
+table = response_predictors(pl.read_parquet(sys.argv[1]), load_metric_settings())
+table.write_ipc(sys.argv[2])
+"""
+
+
+def test_the_table_is_the_same_bytes_whatever_the_blas_threads_or_the_process_warning_state(tmp_path):
+    """Each run in a fresh process, as the pipeline's steps are. On 3,000 patients, 20 sites and a continuous NPRS
+    term, OpenBLAS with 2 threads gave other last digits than with 1 (measured before the models pinned one
+    thread), and an error filter or np.seterr(all="raise") left by other code made a fit fail."""
+    rng = np.random.default_rng(5)
+    n = 3_000
+    nprs = rng.integers(3, 11, n)
+    etiology = rng.choice(["cipn", "tumor_compression", "surgery", "radiation", "other"], n)
+    log_odds = 0.8 - 0.1 * (nprs - 7) - 0.4 * (etiology == "tumor_compression")
+    cohort = pl.DataFrame({
+        "site_id": rng.choice([f"site_{i:02d}" for i in range(1, 21)], n),
+        "cnp_etiology": etiology,
+        "cancer_type": rng.choice(["breast", "lung", "prostate", "colorectal", "sarcoma", "other"], n),
+        "metastatic": pl.Series(rng.choice(["true", "false", "x"], n, p=[0.4, 0.5, 0.1])).replace({"x": None})
+        == "true",
+        "nprs_baseline": nprs, "baseline_nprs_band": np.where(nprs >= 7, "7-10", "4-6"),
+        "infusion_count": np.full(n, 3),
+        "responder": rng.random(n) < 1 / (1 + np.exp(-log_odds)),
+    })
+    cohort.write_parquet(tmp_path / "cohort.parquet")
+    tables = {}
+    for name, threads, state in (("1 thread", "1", "default"), ("2 threads", "2", "default"),
+                                 ("2 threads, hostile state", "2", "hostile")):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads}
+        subprocess.run([sys.executable, "-c", _FIT_IN_A_FRESH_PROCESS, str(tmp_path / "cohort.parquet"),
+                        str(tmp_path / f"{name}.arrow"), state], env=env, check=True, timeout=120)
+        tables[name] = (tmp_path / f"{name}.arrow").read_bytes()
+    table = pl.read_ipc(tmp_path / "1 thread.arrow")
+    assert table.filter(pl.col("estimable") & (pl.col("model") == "multivariable")).height > 20
+    assert tables["2 threads"] == tables["1 thread"]
+    assert tables["2 threads, hostile state"] == tables["1 thread"]
