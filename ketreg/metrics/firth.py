@@ -15,7 +15,7 @@ import polars as pl
 from firthmodels import FirthLogisticRegression
 from statsmodels.stats.multitest import multipletests
 
-from ketreg.metrics.predictors import POOLED_LEVEL, deterministic_numerics
+from ketreg.metrics.predictors import POOLED_LEVEL, deterministic_numerics, level_counts
 from schemas.protocol import MetricSettings
 
 # Factor name in the table → column of metrics.patient_outcomes (baseline NPRS is continuous).
@@ -146,19 +146,18 @@ def firth_model(data: pl.DataFrame, factors: list[str], model_name: str, setting
               "p_value": None}
     rows = []
     for factor in factors:
+        counts = {PER_POINT: (complete.height, responders)} if factor in CONTINUOUS else level_counts(complete, factor)
         if factor in references:
             reference = references[factor]
-            in_reference = complete.filter(pl.col(factor) == reference)
             rows.append({**shared, "factor": factor, "level": reference, "reference_level": reference,
-                         "patients": in_reference.height, "responders": int(in_reference["responder"].sum()),
+                         "patients": counts[reference][0], "responders": counts[reference][1],
                          "odds_ratio": 1.0 if reason is None else None, "estimable": reason is None,
                          "note": reason or reference_notes.get(factor, "reference level")})
         for index, (term_factor, level) in enumerate(terms):
             if term_factor != factor:
                 continue
-            in_level = complete if level == PER_POINT else complete.filter(pl.col(factor) == level)
             row = {**shared, "factor": factor, "level": level, "reference_level": references.get(factor),
-                   "patients": in_level.height, "responders": int(in_level["responder"].sum())}
+                   "patients": counts[level][0], "responders": counts[level][1]}
             if reason is not None:
                 row.update(estimable=False, note=reason)
             else:

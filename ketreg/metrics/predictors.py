@@ -241,6 +241,13 @@ def fit(layout: Design, model: str, settings: MetricSettings) -> list[dict]:
     return _rows(layout, model, estimates, reason)
 
 
+def level_counts(data: pl.DataFrame, factor: str) -> dict[str, tuple[int, int]]:
+    """Patients and responders in each level of `factor`, in one pass over the patients (a filter per level read
+    them all once per level: 1.9 of 6.9 CPU s at the 100-site shape, where the site factor has 100 levels)."""
+    counts = data.group_by(factor).agg(pl.len(), pl.col("responder").sum())
+    return {level: (int(patients), int(responders)) for level, patients, responders in counts.iter_rows()}
+
+
 def _rows(layout: Design, model: str, estimates: dict, reason: str | None) -> list[dict]:
     """Per factor, in FACTORS order: the reference level, the other levels, then the levels left out."""
     data = layout.data
@@ -251,11 +258,12 @@ def _rows(layout: Design, model: str, estimates: dict, reason: str | None) -> li
     rows = []
     for factor in layout.factors:
         reference = layout.references.get(factor)
+        counts = level_counts(data, factor)
         for level in [reference, *layout.levels[factor]] if reference is not None else []:
-            in_level = data.filter(pl.col(factor) == level)
+            patients, responders = counts[level]
             row = {
                 **shared, "factor": factor, "level": level, "reference_level": reference,
-                "patients": in_level.height, "responders": int(in_level["responder"].sum()),
+                "patients": patients, "responders": responders,
             }
             if reason is not None:
                 row.update(estimable=False, note=reason)
