@@ -207,8 +207,8 @@ def _glm(
 
     Nothing raised by a warning: statsmodels divides the residual sum of squares of each IRLS step by the residual
     degrees of freedom, zero in a saturated model (every univariable one). Whether that is 1e-27 / 0 ("divide by
-    zero") or 0 / 0 ("invalid value") depends on the last bits of a least-squares solve; turned into errors, it
-    made a model "not estimable" or not from one run to the next. The binomial family never uses that scale."""
+    zero") or 0 / 0 ("invalid value") depends on the last bits of a least-squares solve; turned into an error, it
+    made a model "not estimable" on those bits alone. The binomial family never uses that scale."""
     with deterministic_numerics():
         outcome = np.column_stack([responders, patients - responders])
         result = sm.GLM(outcome, x, family=sm.families.Binomial()).fit(maxiter=100, tol=1e-12)
@@ -243,7 +243,7 @@ def fit(layout: Design, model: str, settings: MetricSettings) -> list[dict]:
 
 def level_counts(data: pl.DataFrame, factor: str) -> dict[str, tuple[int, int]]:
     """Patients and responders in each level of `factor`, in one pass over the patients (a filter per level read
-    them all once per level: 1.9 of 6.9 CPU s at the 100-site shape, where the site factor has 100 levels)."""
+    them all once per level: 649 polars queries for the step at the 100-site shape, 185 now)."""
     counts = data.group_by(factor).agg(pl.len(), pl.col("responder").sum())
     return {level: (int(patients), int(responders)) for level, patients, responders in counts.iter_rows()}
 
