@@ -3,42 +3,29 @@ DataFrame read from DuckDB, and rendered as Data Docs. The per-site breakdown of
 with the rule's own predicate: one Great Expectations validation per table and site costs about 0.4 s of
 fixed overhead, which for a registry of a hundred sites would dominate the whole run.
 
-Great Expectations is imported inside these functions: it takes about 5 s to import, and only the quality step
-needs it. Its SQL data source returns empty results on DuckDB 2, hence DataFrames."""
+Everything that touches Great Expectations is in `gx_session.py` (imported there, when a session opens: it takes
+3–5 s to import, and only the quality step needs it). Its SQL data source returns empty results on DuckDB 2,
+hence DataFrames."""
 
 from __future__ import annotations
 
-import gc
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
 from ketreg.quality.evaluator import rule_result
+from ketreg.quality.gx_prewarm import open_session
+from ketreg.quality.gx_session import DATASOURCE, ExpectationSpec
 from ketreg.quality.results import CheckResult
 from ketreg.quality.rules import QualityRule
-
-DATASOURCE = "registry"
-# Suite names without dots: Data Docs turn dots into folders, and then its pages' relative links miss by a level.
 
 
 @dataclass(frozen=True)
 class SuiteRun:
     results: list[CheckResult]
     data_docs_index: Path | None
-
-
-def _counts(rule: QualityRule, result: dict[str, Any]) -> tuple[int, int]:
-    """(violating rows, rows checked): not-null checks count every row; other checks skip missing values."""
-    elements = int(result.get("element_count") or 0)
-    unexpected = int(result.get("unexpected_count") or 0)
-    if rule.expectation == "ExpectColumnValuesToNotBeNull":
-        return unexpected, elements
-    return unexpected, elements - int(result.get("missing_count") or 0)
 
 
 def _checked_rows(rule: QualityRule) -> str:
@@ -92,17 +79,11 @@ def _site_parts(con: duckdb.DuckDBPyConnection, table: str, sites: list[str] | N
     return parts
 
 
-@contextmanager
-def _collecting_new_objects_only() -> Iterator[None]:
-    """Keep the cycle collector to the objects made inside the block. Each validated part's engine is freed by a
-    full collection (see `run_suites`), which otherwise walks every object of the process — Dagster's, pandas',
-    Great Expectations' modules — each time: 1 s of the demo's 3 s of validation. The objects alive before
-    are only set aside, not leaked: they are collectable again after the block."""
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
+def _expectation(rule: QualityRule) -> ExpectationSpec:
+    """The rule as a Great Expectations expectation, with the catalogue's fields of the check as its meta (shown
+    with the expectation in the Data Docs)."""
+    meta = {"kahn_category": rule.category, "rule": rule.name, "description": rule.description, **rule.meta}
+    return rule.expectation, rule.kwargs, meta
 
 
 def _needed_columns(rules: list[QualityRule]) -> list[str]:
@@ -126,46 +107,14 @@ def run_suites(
     denominators (a site's counts depend on its own rows only), so it equals a validation of every site. A full
     validation replaces the Data Docs folder; a partial one adds its pages and keeps the pages the carried
     results link to."""
-    import great_expectations as gx
-    import great_expectations.expectations as gxe
-    from great_expectations.core.run_identifier import RunIdentifier
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    for site_name in list(context.get_site_names()):
-        context.delete_data_docs_site(site_name)
-    if data_docs_dir is not None:
-        if sites is None:
-            shutil.rmtree(data_docs_dir, ignore_errors=True)
-        context.add_data_docs_site(
-            "ketreg",
-            {
-                "class_name": "SiteBuilder",
-                # Great Expectations refuses a relative folder (`make demo` passes relative paths).
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(data_docs_dir.resolve()),
-                },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            },
-        )
-    source = context.data_sources.add_pandas(DATASOURCE)
-    run_id = RunIdentifier(run_name=run_name)
+    if data_docs_dir is not None and sites is None:
+        shutil.rmtree(data_docs_dir, ignore_errors=True)
     results: list[CheckResult] = []
     validation_of_site: dict[tuple[str, str], str] = {}  # (table, site) → the validation that read its rows
     first_validation: dict[str, str] = {}
-    with _collecting_new_objects_only():
+    with open_session(data_docs_dir, run_name) as session:
         for table, table_rules in rules.items():
-            # Filled before it is added to the context: an expectation added to a saved suite saves the whole suite
-            # again (51 saves, each copying the suite, for the demo's rules; one save this way).
-            suite = gx.ExpectationSuite(name=f"registry_{table}")
-            for rule in table_rules:
-                # The catalogue's fields of the check, shown with each expectation in the Data Docs.
-                meta = {"kahn_category": rule.category, "rule": rule.name, "description": rule.description, **rule.meta}
-                expectation = getattr(gxe, rule.expectation)(**rule.kwargs, meta=meta)
-                suite.add_expectation(expectation)
-            suite = context.suites.add(suite)
+            session.add_suite(table, [_expectation(rule) for rule in table_rules])
             site_counts = _site_counts(con, table, table_rules, sites)
             # Only the columns the suite reads, a bounded number of rows at a time (whole sites per part): a registry
             # table can hold millions of rows, and a pandas copy of all of them would outgrow the memory budget.
@@ -183,29 +132,17 @@ def run_suites(
                     else con.execute(f"SELECT {columns} FROM registry.{table} WHERE false").df()
                 )
                 name = table if len(parts) == 1 else f"{table}__part_{number}_of_{len(parts)}"
-                batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("current_exports")
-                definition = context.validation_definitions.add(
-                    gx.ValidationDefinition(name=f"registry_{name}", data=batch, suite=suite)
-                )
-                validation = definition.run(
-                    batch_parameters={"dataframe": frame}, run_id=run_id, result_format="SUMMARY"
-                )
-                # The data source's pandas engine lives as long as the source and caches every part it was given and
-                # every metric it computed (whole boolean columns among them): 3.7 GB at 100 sites × 5,000 patients.
-                # A part is validated once, so a fresh engine per part loses nothing; the old one sits in reference
-                # cycles (engine ↔ batch manager), which only the cycle collector frees.
+                counted_by_gx = session.validate(table, name, frame)
                 del frame
-                source._execution_engine = None
-                gc.collect()
-                for rule, outcome in zip(table_rules, validation.results, strict=True):
+                for rule, gx_violating in zip(table_rules, counted_by_gx, strict=True):
                     # The per-site counts use the rule's SQL predicate: their violating rows must add up to what GX
                     # found. (Rows checked are counted in SQL only: for a pair of columns GX's own count leaves out
                     # rows that the SQL, and each site's result, count.)
                     violating = sum(site_counts[(rule.name, site)][0] for site in part_sites)
-                    if _counts(rule, outcome.result)[0] != violating:
+                    if gx_violating != violating:
                         raise RuntimeError(
                             f"rule {rule.name} on registry.{table} (sites {', '.join(part_sites)}): Great Expectations "
-                            f"found {_counts(rule, outcome.result)[0]} violating rows, its SQL predicate {violating}; "
+                            f"found {gx_violating} violating rows, its SQL predicate {violating}; "
                             "fix its check type's condition (violated_when) in config/check_catalogue.yaml"
                         )
                 first_validation.setdefault(table, name)
@@ -215,9 +152,10 @@ def run_suites(
                     numerator, denominator = site_counts[(rule.name, site_id)]
                     passed = numerator <= rule.threshold * denominator
                     results.append(rule_result(rule, site_id, numerator, denominator, passed))
+        if data_docs_dir is not None:
+            session.build_docs()
     index = None
     if data_docs_dir is not None:
-        context.build_data_docs()
         index = data_docs_dir / "index.html"
         found = _validation_pages(data_docs_dir, run_name)
         results = [
