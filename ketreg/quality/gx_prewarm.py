@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import traceback
@@ -68,11 +69,14 @@ def _start() -> subprocess.Popen[bytes]:
     )
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """End of input: the process returns once it has answered what it was sent."""
+def _stop(process: subprocess.Popen[bytes], unused: bool = False) -> None:
+    """End of input: the process returns once it has answered what it was sent. One no step took (the run failed
+    before its quality step) is ended at once rather than waited for until its import is done."""
     for pipe in (process.stdin, process.stdout):
         if pipe is not None:
             pipe.close()
+    if unused:
+        process.kill()
     process.wait()
 
 
@@ -89,8 +93,10 @@ def prewarmed_great_expectations(enabled: bool = True) -> Iterator[None]:
     try:
         yield
     finally:
+        untaken = _prewarmed is process
         _prewarmed = None
-        _stop(process)
+        if untaken:
+            _stop(process, unused=True)
 
 
 @contextmanager
@@ -134,6 +140,8 @@ def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
 
 
 if __name__ == "__main__":
+    # Ctrl-C stops the run, whose end closes this process's input: no traceback of an interrupted import here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The replies get their own copy of stdout; whatever the libraries print goes to stderr instead.
     _replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
