@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 
+from ketreg.metrics.time_to_event import median_relief_line
 from ketreg.warehouse.sql_files import sql_text
 
 
@@ -103,10 +104,6 @@ def _summary(con: duckdb.DuckDBPyConnection, analyst_db: Path, private: _SiteMes
         for metric, numerator, denominator, estimate, low, high in headline:
             name = metric.replace("_", " ")
             lines.append(f"  {name}: {estimate:.1%} ({numerator}/{denominator}; 95 % CI {low:.1%}–{high:.1%})")
-        # Imported here: the module fits the curves with statsmodels (1.4 s to import), and a run whose metrics
-        # were skipped (nothing changed) has not imported it; this line only reads the table it wrote.
-        from ketreg.metrics.time_to_event import median_relief_line
-
         if relief := median_relief_line(con):
             lines.append(relief)
     top_reasons = con.execute(sql_text("summary/top_quarantine_reasons.sql")).fetchall()

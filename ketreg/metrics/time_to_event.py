@@ -21,8 +21,6 @@ import warnings
 import duckdb
 import numpy as np
 import polars as pl
-from scipy import stats
-from statsmodels.duration.survfunc import CumIncidenceRight
 
 from ketreg.warehouse.connection import sql_text
 
@@ -171,6 +169,10 @@ def cumulative_incidence(
     incidence = np.zeros(distinct.size)
     se = np.zeros(distinct.size)
     if (causes[counts > 0] > 0).any():
+        # Imported here, as scipy in `_z` and lifelines in `kaplan_meier`: the run summary reads this module for
+        # its relief line, and a run whose metrics were skipped would otherwise import statsmodels (1.4 s) for it.
+        from statsmodels.duration.survfunc import CumIncidenceRight
+
         with warnings.catch_warnings():
             # statsmodels divides 0/0 at times where nobody is left at risk; those rows repeat the last value.
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -200,6 +202,8 @@ def cumulative_incidence(
 
 
 def _z(alpha: float) -> float:
+    from scipy import stats
+
     return float(stats.norm.isf(alpha / 2))
 
 
