@@ -10,7 +10,6 @@ import dagster as dg
 from ketreg import environment
 from ketreg.incremental.ledger import unchanged_since
 from ketreg.landing.messages import bounded
-from ketreg.quality.gx_prewarm import core_to_spare, prewarmed_great_expectations
 from ketreg.registry.key_fingerprint import check_key_matches
 from ketreg.registry.pseudonym import key_fingerprint, key_from_environment
 from pipelines.connections import PostgresTarget, WorkingStore
@@ -68,23 +67,19 @@ def run_pipeline(
         settings, store, PostgresTarget(url=publish_url),
         PseudonymKey(rekey=rekey, replaces_fingerprint=rekeyed_from or ""),
     )
-    # Every site is validated by Great Expectations in a rebuild and in a first run: import it beside the run
-    # when a core is free.
-    validates_every_site = rebuild or not store.file.is_file()
     if rebuild:
         # The working database is derived from the landing folder only: dropping it loses nothing.
         for path in (store.file, store.file.with_name(store.file.name + ".wal")):
             path.unlink(missing_ok=True)
-    with prewarmed_great_expectations(enabled=validates_every_site and core_to_spare()):
-        persistent = environment.value(environment.DAGSTER_HOME)
-        instance = dg.DagsterInstance.get() if persistent else dg.DagsterInstance.ephemeral()
-        job = build_definitions(resources).resolve_job_def("registry_job")
-        result = job.execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            # The CLI prints its own summary; Dagster's step log goes to the instance (and `dagster dev`).
-            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
-        )
+    persistent = environment.value(environment.DAGSTER_HOME)
+    instance = dg.DagsterInstance.get() if persistent else dg.DagsterInstance.ephemeral()
+    job = build_definitions(resources).resolve_job_def("registry_job")
+    result = job.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        # The CLI prints its own summary; Dagster's step log goes to the instance (and `dagster dev`).
+        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+    )
     # Bounded: an error message is printed and may quote whatever the failing step was reading.
     failures = [
         bounded(f"{event.step_key}: "

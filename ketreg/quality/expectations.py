@@ -16,8 +16,7 @@ from pathlib import Path
 import duckdb
 
 from ketreg.quality.evaluator import rule_result
-from ketreg.quality.gx_prewarm import open_session
-from ketreg.quality.gx_session import DATASOURCE, ExpectationSpec
+from ketreg.quality.gx_session import DATASOURCE, ExpectationSpec, GxSession
 from ketreg.quality.results import CheckResult
 from ketreg.quality.rules import QualityRule
 
@@ -112,48 +111,48 @@ def run_suites(
     results: list[CheckResult] = []
     validation_of_site: dict[tuple[str, str], str] = {}  # (table, site) → the validation that read its rows
     first_validation: dict[str, str] = {}
-    with open_session(data_docs_dir, run_name) as session:
-        for table, table_rules in rules.items():
-            session.add_suite(table, [_expectation(rule) for rule in table_rules])
-            site_counts = _site_counts(con, table, table_rules, sites)
-            # Only the columns the suite reads, a bounded number of rows at a time (whole sites per part): a registry
-            # table can hold millions of rows, and a pandas copy of all of them would outgrow the memory budget.
-            columns = ", ".join(_needed_columns(table_rules))
-            parts = _site_parts(con, table, sites)
-            if sites is not None and parts == [[]]:
-                parts = []  # none of the sites to validate has rows here: nothing to validate
-            for number, part_sites in enumerate(parts, start=1):
-                frame = (
-                    con.execute(
-                        f"SELECT {columns} FROM registry.{table} WHERE site_id IN (SELECT unnest($sites))",
-                        {"sites": part_sites},
-                    ).df()
-                    if part_sites  # an empty table still gets its (empty) validation and Data Docs page
-                    else con.execute(f"SELECT {columns} FROM registry.{table} WHERE false").df()
-                )
-                name = table if len(parts) == 1 else f"{table}__part_{number}_of_{len(parts)}"
-                counted_by_gx = session.validate(table, name, frame)
-                del frame
-                for rule, gx_violating in zip(table_rules, counted_by_gx, strict=True):
-                    # The per-site counts use the rule's SQL predicate: their violating rows must add up to what GX
-                    # found. (Rows checked are counted in SQL only: for a pair of columns GX's own count leaves out
-                    # rows that the SQL, and each site's result, count.)
-                    violating = sum(site_counts[(rule.name, site)][0] for site in part_sites)
-                    if gx_violating != violating:
-                        raise RuntimeError(
-                            f"rule {rule.name} on registry.{table} (sites {', '.join(part_sites)}): Great Expectations "
-                            f"found {gx_violating} violating rows, its SQL predicate {violating}; "
-                            "fix its check type's condition (violated_when) in config/check_catalogue.yaml"
-                        )
-                first_validation.setdefault(table, name)
-                validation_of_site.update({(table, site): name for site in part_sites})
-            for rule in table_rules:
-                for site_id in sorted({site for _, site in site_counts}):
-                    numerator, denominator = site_counts[(rule.name, site_id)]
-                    passed = numerator <= rule.threshold * denominator
-                    results.append(rule_result(rule, site_id, numerator, denominator, passed))
-        if data_docs_dir is not None:
-            session.build_docs()
+    session = GxSession(data_docs_dir, run_name)
+    for table, table_rules in rules.items():
+        session.add_suite(table, [_expectation(rule) for rule in table_rules])
+        site_counts = _site_counts(con, table, table_rules, sites)
+        # Only the columns the suite reads, a bounded number of rows at a time (whole sites per part): a registry
+        # table can hold millions of rows, and a pandas copy of all of them would outgrow the memory budget.
+        columns = ", ".join(_needed_columns(table_rules))
+        parts = _site_parts(con, table, sites)
+        if sites is not None and parts == [[]]:
+            parts = []  # none of the sites to validate has rows here: nothing to validate
+        for number, part_sites in enumerate(parts, start=1):
+            frame = (
+                con.execute(
+                    f"SELECT {columns} FROM registry.{table} WHERE site_id IN (SELECT unnest($sites))",
+                    {"sites": part_sites},
+                ).df()
+                if part_sites  # an empty table still gets its (empty) validation and Data Docs page
+                else con.execute(f"SELECT {columns} FROM registry.{table} WHERE false").df()
+            )
+            name = table if len(parts) == 1 else f"{table}__part_{number}_of_{len(parts)}"
+            counted_by_gx = session.validate(table, name, frame)
+            del frame
+            for rule, gx_violating in zip(table_rules, counted_by_gx, strict=True):
+                # The per-site counts use the rule's SQL predicate: their violating rows must add up to what GX
+                # found. (Rows checked are counted in SQL only: for a pair of columns GX's own count leaves out
+                # rows that the SQL, and each site's result, count.)
+                violating = sum(site_counts[(rule.name, site)][0] for site in part_sites)
+                if gx_violating != violating:
+                    raise RuntimeError(
+                        f"rule {rule.name} on registry.{table} (sites {', '.join(part_sites)}): Great Expectations "
+                        f"found {gx_violating} violating rows, its SQL predicate {violating}; "
+                        "fix its check type's condition (violated_when) in config/check_catalogue.yaml"
+                    )
+            first_validation.setdefault(table, name)
+            validation_of_site.update({(table, site): name for site in part_sites})
+        for rule in table_rules:
+            for site_id in sorted({site for _, site in site_counts}):
+                numerator, denominator = site_counts[(rule.name, site_id)]
+                passed = numerator <= rule.threshold * denominator
+                results.append(rule_result(rule, site_id, numerator, denominator, passed))
+    if data_docs_dir is not None:
+        session.build_docs()
     index = None
     if data_docs_dir is not None:
         index = data_docs_dir / "index.html"

@@ -1,7 +1,6 @@
 """Everything of the quality step that touches Great Expectations: an ephemeral context with one suite per
 registry table, validations of DataFrames, and the Data Docs. `expectations.run_suites` drives it (what to read
-from DuckDB, which counts to cross-check); the session runs in the step's process, or in a process started
-beside the run that has imported Great Expectations meanwhile (`gx_prewarm.py`): the same code either way.
+from DuckDB, which counts to cross-check).
 
 Great Expectations is imported when a session opens: it takes about 3–5 s to import, and only the quality
 step needs it."""
@@ -17,8 +16,8 @@ from typing import Any
 DATASOURCE = "registry"
 # Suite names without dots: Data Docs turn dots into folders, and then its pages' relative links miss by a level.
 
-# One expectation: its Great Expectations class name, its arguments and its meta (shown in the Data Docs). Plain
-# data, so that a session in another process needs neither the rules' modules nor the contract's imports.
+# One expectation: its Great Expectations class name, its arguments and its meta (shown in the Data Docs), as plain
+# data: this module needs neither the rules' modules nor the contract's imports.
 ExpectationSpec = tuple[str, dict[str, Any], dict[str, Any]]
 
 
