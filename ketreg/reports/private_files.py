@@ -1,8 +1,9 @@
 """Writing files that hold one site's own records: readable by the owner and the group that serves the site
 (0640, folders 0750), and safe to open in Excel (a cell that starts like a formula stays text).
 
-The workbook is written with XlsxWriter, row by row in its constant-memory mode: at 20 sites × 5,000 patients
-openpyxl's write-only workbook took 43.5 of the site folders' 50.7 CPU seconds (benchmarks/README.md)."""
+The workbook is XlsxWriter's package with each sheet's cells written by sheet_rows.py, streamed: at 20 sites ×
+5,000 patients openpyxl took 43.5 of the site folders' 50.7 CPU seconds, XlsxWriter cell by cell ~12 of 18, this
+~2 (benchmarks/README.md, issue 13)."""
 
 from __future__ import annotations
 
