@@ -10,13 +10,10 @@ folders are rewritten (each built aside and swapped in) and a site that left the
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
-import os
 import shutil
-from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -30,11 +27,6 @@ SITES_FOLDER = "sites"
 # The folders' entry in the working store's record of what was built from which sites' rows.
 LEDGER_NAME = "reports.site_folders"
 PAGE_FILE = "index.html"
-# Processes writing sites' files beside the one querying: two, the cores of the machine this was measured on
-# (benchmarks/README.md, issue 13); each holds one site's rows.
-WORKERS = min(2, os.cpu_count() or 1)
-# Below this many sites, starting the workers (~0.5 s each) costs more than it saves.
-_PARALLEL_FROM_SITES = 4
 
 # What each file holds: (file stem, columns, query with $site). Queries read the working store only.
 TABLES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -98,17 +90,16 @@ class SiteFolder:
     deviations: int
 
 
-def _site_tables(con: duckdb.DuckDBPyConnection, site_id: str) -> dict[str, Table]:
+def _fetch(con: duckdb.DuckDBPyConnection, query: str, site_id: str) -> list[tuple[Any, ...]]:
+    return con.execute(query, {"site": site_id}).fetchall()
+
+
+def _write_site(con: duckdb.DuckDBPyConnection, site_id: str, folder: Path, generated: str) -> None:
     # Discovery admits only these ids, so a folder name can never climb out of sites/; checked again here.
     if not SITE_ID.fullmatch(site_id):
         raise ValueError(f"site id {site_id!r} is not a safe folder name ({SITE_ID.pattern})")
-    return {name: (columns, con.execute(query, {"site": site_id}).fetchall())
-            for name, (columns, query) in TABLES.items()}
-
-
-def _write_site_files(site_id: str, folder: Path, data: dict[str, Table], generated: str) -> None:
-    """One site's folder from its tables: in this process or in a worker (no database needed here)."""
     private_folder(folder)
+    data: dict[str, Table] = {name: (columns, _fetch(con, query, site_id)) for name, (columns, query) in TABLES.items()}
     # Root causes first, each followed by the rows quarantined because of it (ketreg/staging/fix_list.py).
     columns, rows = data["quarantine"]
     data["quarantine"] = (columns, in_fixing_order(rows, columns))
@@ -116,26 +107,6 @@ def _write_site_files(site_id: str, folder: Path, data: dict[str, Table], genera
         write_private_csv(folder / f"{name}.csv", columns, rows)
     write_private_xlsx(folder / "what_to_fix.xlsx", data)
     write_private_text(folder / PAGE_FILE, render_site_page(site_id, data, generated))
-
-
-def _write_sites(con: duckdb.DuckDBPyConnection, folders: dict[str, Path], generated: str) -> None:
-    """Write each site's folder: the queries here, one site after another; the files (pure Python: fix-list
-    order, CSV, workbook, page) in WORKERS processes beside this one when there are enough sites to repay
-    starting them. The pipeline runs one step at a time, so the second core is otherwise idle during this step.
-    At most WORKERS + 1 sites' rows are held at once."""
-    if WORKERS < 2 or len(folders) < _PARALLEL_FROM_SITES:
-        for site_id, folder in folders.items():
-            _write_site_files(site_id, folder, _site_tables(con, site_id), generated)
-        return
-    # A fresh interpreter per worker ("spawn"): forking a process that holds a DuckDB connection is not safe.
-    with ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending: deque[Future[None]] = deque()
-        for site_id, folder in folders.items():
-            pending.append(pool.submit(_write_site_files, site_id, folder, _site_tables(con, site_id), generated))
-            while len(pending) > WORKERS:
-                pending.popleft().result()  # a worker's error fails the step here
-        for done in pending:
-            done.result()
 
 
 # What each site's folder holds, counted the way its files list them (a quarantined row is listed once per
@@ -173,7 +144,9 @@ def write_site_folders(con: duckdb.DuckDBPyConnection, reports_dir: Path) -> lis
     for leftover in (building, old):
         shutil.rmtree(leftover, ignore_errors=True)
     private_folder(building)
-    _write_sites(con, {site_id: building / site_id for site_id in _sites_on_record(con)}, _generated())
+    generated = _generated()
+    for site_id in _sites_on_record(con):
+        _write_site(con, site_id, building / site_id, generated)
     if target.exists():
         target.rename(old)
     building.rename(target)
@@ -186,16 +159,15 @@ def rewrite_site_folders(con: duckdb.DuckDBPyConnection, reports_dir: Path, site
     on record, and leave every other site's folder as it is, byte for byte; returns what every folder holds."""
     target = reports_dir / SITES_FOLDER
     on_record = set(_sites_on_record(con))
+    generated = _generated()
     for site_id in sites:
         if not SITE_ID.fullmatch(site_id):
             raise ValueError(f"site id {site_id!r} is not a safe folder name ({SITE_ID.pattern})")
-        for leftover in (target / f".{site_id}.building", target / f".{site_id}.old"):
-            shutil.rmtree(leftover, ignore_errors=True)
-    # Every folder is built aside first, then each is swapped in.
-    _write_sites(con, {site_id: target / f".{site_id}.building" for site_id in sites if site_id in on_record},
-                 _generated())
-    for site_id in sites:
         building, old = target / f".{site_id}.building", target / f".{site_id}.old"
+        for leftover in (building, old):
+            shutil.rmtree(leftover, ignore_errors=True)
+        if site_id in on_record:
+            _write_site(con, site_id, building, generated)
         if (target / site_id).exists():
             (target / site_id).rename(old)
         if site_id in on_record:
