@@ -64,9 +64,11 @@ def write_private_xlsx(path: Path, sheets: Mapping[str, tuple[Sequence[str], Seq
         workbook.add_worksheet(title[:31])
     workbook.close()
     tables = {f"xl/worksheets/sheet{number}.xml": table for number, table in enumerate(sheets.values(), start=1)}
+    package = zipfile.ZipFile(shell)
+    if not set(tables) <= set(package.namelist()):  # a sheet's cells must never be left out unnoticed
+        raise ValueError(f"XlsxWriter named the sheets' parts {package.namelist()}, not {sorted(tables)}")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(shell) as package, \
-            zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as out:
+    with os.fdopen(fd, "wb") as handle, package, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as out:
         for part in package.infolist():
             if part.filename not in tables:
                 out.writestr(part, package.read(part))
