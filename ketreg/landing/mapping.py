@@ -17,6 +17,8 @@ from pydantic import ValidationError
 
 from ketreg import environment
 from ketreg.landing.mapping_file import (
+    DEFAULT_DATE_FORMAT,
+    DEFAULT_DATETIME_FORMAT,
     ENCODINGS,
     ColumnSource,
     TablePartBase,
@@ -102,8 +104,8 @@ class SiteMapping:
     delimiter: str = ","
     quote: str = '"'
     decimal_comma: bool = False
-    date_format: str = "%Y-%m-%d"
-    datetime_format: str = "%Y-%m-%dT%H:%M:%S"
+    date_format: str = DEFAULT_DATE_FORMAT
+    datetime_format: str = DEFAULT_DATETIME_FORMAT
     timezone: str | None = None
     source_timezone: str | None = None
     missing_codes: tuple[str, ...] = ()

@@ -35,6 +35,8 @@ from schemas.yaml_source import KeyPath
 
 FORMATS = ("canonical", "delimited", "excel", "redcap")
 DEFAULT_FORMAT = "delimited"
+DEFAULT_DATE_FORMAT = "%Y-%m-%d"
+DEFAULT_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 ENCODINGS = {
     "utf-8": "utf-8-sig", "utf8": "utf-8-sig", "utf-8-sig": "utf-8-sig",
     "latin-1": "latin-1", "latin1": "latin-1", "iso-8859-1": "latin-1",
@@ -360,8 +362,8 @@ class MappingFile(_Part):
     delimiter: str = ","
     quote: str = '"'
     decimal_comma: bool = False
-    date_format: str = "%Y-%m-%d"
-    datetime_format: str = "%Y-%m-%dT%H:%M:%S"
+    date_format: str = DEFAULT_DATE_FORMAT
+    datetime_format: str = DEFAULT_DATETIME_FORMAT
     timezone: Text = None
     source_timezone: Text = None
     missing_codes: TextList = ()
