@@ -238,7 +238,7 @@ def test_registry_rebuilt_for_changed_sites_only_equals_a_full_rebuild(tmp_path:
     events = _materializations(second.run_id)
     expected = sorted([added_site, changed_site, removed_site])
     for table in ("patients", "infusions", "assessments", "adverse_events", "dispositions", "protocol_deviations",
-                  "quarantine"):
+                  "quarantine", "export_changes"):
         assert events[f"registry/{table}"]["sites_rebuilt"] == expected, table
     # The analysts' file is the last one with those sites' rows replaced, not written afresh.
     assert events["publish/analyst_registry"]["sites_replaced"] == expected
@@ -248,6 +248,7 @@ def test_registry_rebuilt_for_changed_sites_only_equals_a_full_rebuild(tmp_path:
     third = _run(landing, incremental)
     assert third.success, third.failures
     assert _materializations(third.run_id)["registry/assessments"]["sites_rebuilt"] == [added_site]
+    assert _materializations(third.run_id)["registry/export_changes"]["sites_rebuilt"] == [added_site]
     assert _materializations(third.run_id)["publish/analyst_registry"]["sites_replaced"] == [added_site]
 
     full = tmp_path / "full"
@@ -258,6 +259,7 @@ def test_registry_rebuilt_for_changed_sites_only_equals_a_full_rebuild(tmp_path:
     incremental_tables = _published_digests(incremental / "registry.duckdb")
     assert incremental_tables == _published_digests(full / "registry.duckdb")
     assert incremental_tables["assessments"]["rows"] > 0
+    assert incremental_tables["export_changes"]["rows"] > 0
 
 
 def _folder_bytes(folder: Path) -> dict[str, str]:

@@ -21,7 +21,8 @@ from ketreg.warehouse.sql_files import run_sql_file
 
 # Tables read by the registry SQL whose rows do not belong to a site (never filtered).
 _SHARED_TABLES = ("registry.ae_term_categories", "registry.protocol")
-_TABLE_REFERENCE = re.compile(r"\b(staging|keys|registry|site_private|metrics)\.([a-z_]+)\b")
+# A table name may be quoted, as SQL rendered from the contract's names is (ketreg.warehouse.sql_files.identifier).
+_TABLE_REFERENCE = re.compile(r'\b(staging|keys|registry|site_private|metrics)\.("?)([a-z_]+)\2(?![a-z_])')
 _CREATE = re.compile(r"CREATE OR REPLACE TABLE ([a-z_]+\.[a-z_]+) AS\s", re.IGNORECASE)
 SITES_PARAMETER = "incremental_sites"
 
@@ -139,7 +140,7 @@ def site_scoped(sql: str) -> tuple[str, str]:
 
     def scoped(match: re.Match[str]) -> str:
         name = match.group(0)
-        if name in _SHARED_TABLES:
+        if f"{match.group(1)}.{match.group(3)}" in _SHARED_TABLES:
             return name
         return f"(SELECT * FROM {name} WHERE list_contains(${SITES_PARAMETER}, site_id))"
 

@@ -11,7 +11,7 @@ from ketreg.registry.build import (
     build_table_for_changed_sites,
     prepare,
 )
-from ketreg.registry.export_changes import build_export_changes
+from ketreg.registry.export_changes import build_export_changes_for_changed_sites
 from ketreg.warehouse.sql_docs import sql_header
 from pipelines.connections import WorkingStore
 from pipelines.metadata import AssetMetadata, table_metadata
@@ -94,12 +94,14 @@ def registry_tables(
         for name in (*REGISTRY_TABLES, _EXPORT_CHANGES):
             if name not in selected:
                 continue
+            run_id = context.run.run_id
             if name == _EXPORT_CHANGES:
-                build_export_changes(con)
-                yield dg.MaterializeResult(asset_key=["registry", name], metadata=_export_changes_metadata(con))
+                sites = build_export_changes_for_changed_sites(con, shared_digest(con, run_id), run_id)
+                metadata = _export_changes_metadata(con)
+                metadata["sites_rebuilt"] = dg.MetadataValue.json(sites if sites is not None else "all")
+                yield dg.MaterializeResult(asset_key=["registry", name], metadata=metadata)
                 continue
             if name in PER_SITE_TABLES:
-                run_id = context.run.run_id
                 sites = build_table_for_changed_sites(con, name, protocol, shared_digest(con, run_id), run_id)
             else:
                 build_table(con, name, protocol)
