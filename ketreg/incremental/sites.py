@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import duckdb
 
 from ketreg.incremental.ledger import SCHEMA
+from ketreg.incremental.staged_parts import table_parts
 from ketreg.warehouse.sql_files import run_sql_file
 
 # Tables read by the registry SQL whose rows do not belong to a site (never filtered).
@@ -37,41 +38,10 @@ _STAGED = ("exports", "file_counts", "quarantine", "patients", "infusions", "ass
            "dispositions")
 
 
-def _storage_fingerprint(con: duckdb.DuckDBPyConnection, table: str) -> str:
-    """A fingerprint of how DuckDB stores `table` (its segments: blocks, counts, statistics, pending updates)
-    and its row count, read from the catalogue without scanning rows. An insert, update or delete changes
-    it (a table left alone keeps it across connections and checkpoints: measured), so it tells when the
-    per-site hashes of the table must be computed again; a false change only costs that scan."""
-    segments = con.execute(f"SELECT * FROM pragma_storage_info('{table}') ORDER BY ALL").fetchall()
-    rows = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
-    return hashlib.sha256(f"{rows}|{segments!r}".encode()).hexdigest()[:32]
-
-
-def _table_parts(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, int, int]]:
-    """(site, rows, sum of row hashes) of one staged table: scanned when its storage changed since the last
-    scan, else read from `incremental.staged_table_parts` (a rerun with nothing changed reads no rows)."""
-    storage = _storage_fingerprint(con, f"staging.{table}")
-    cached = con.execute(
-        f"SELECT site_id, row_count, hash_sum FROM {SCHEMA}.staged_table_parts "
-        "WHERE table_name = ? AND storage_fingerprint = ?", [table, storage],
-    ).fetchall()
-    if cached:
-        return [(site, count, int(total)) for site, count, total in cached]
-    parts = con.execute(
-        f"SELECT site_id, count(*), sum(hash(t)::HUGEINT) FROM staging.{table} AS t GROUP BY site_id"
-    ).fetchall()
-    con.execute(f"DELETE FROM {SCHEMA}.staged_table_parts WHERE table_name = ?", [table])
-    # An empty table is recorded by one row without a site, so its scan is not repeated either.
-    con.executemany(f"INSERT INTO {SCHEMA}.staged_table_parts VALUES (?, ?, ?, ?, ?)",
-                    [[table, storage, site, count, str(total)] for site, count, total in parts]
-                    or [[table, storage, "", 0, "0"]])
-    return [(site, count, int(total)) for site, count, total in parts]
-
-
 def site_digests(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, str]:
     """Per site, a digest of the content of its staged rows, exports' fingerprints and statuses included (count
-    and sum of DuckDB row hashes, one scan per table whose storage changed), computed once per run and kept
-    with it."""
+    and sum of DuckDB row hashes, hashed again only for the sites whose stored rows may have changed:
+    ketreg/incremental/staged_parts.py), computed once per run and kept with it."""
     _ensure(con)
     found = con.execute(
         f"SELECT site_id, digest FROM {SCHEMA}.run_site_digests WHERE run_id = ?", [run_id]
@@ -82,7 +52,7 @@ def site_digests(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, str]:
     for table in _STAGED:
         if not _has_table(con, f"staging.{table}"):
             continue  # a working store not staged yet
-        for site_id, count, total in _table_parts(con, table):
+        for site_id, count, total in table_parts(con, table):
             if site_id:
                 parts.setdefault(site_id, []).append(f"{table}:{count}:{total}")
     digests = {site: hashlib.sha256("|".join(sorted(p)).encode()).hexdigest()[:32] for site, p in parts.items()}
