@@ -55,19 +55,21 @@ def _replace_export_with_one_value_changed(con: duckdb.DuckDBPyConnection) -> No
     con.execute("UPDATE staging.assessments SET nprs = 10 - nprs WHERE site_id = ? AND source_line = 7", [SITES[2]])
 
 
+# Appends and updates first: rowids stay contiguous, so the sites to hash again are found by row group; once a
+# row was deleted every site is hashed (module docstring), which the later changes check.
 CHANGES: dict[str, Callable[[duckdb.DuckDBPyConnection], object]] = {
     "new export appended": lambda con: _append(con, SITES[0], "2099-12-31"),
+    "one value updated": lambda con: con.execute(
+        "UPDATE staging.assessments SET timepoint = 'follow_up' WHERE site_id = ? AND source_line = 5", [SITES[1]]),
+    "site new": lambda con: _append(con, "site_new", "2026-11-01", nprs_shift=3),
     "export replaced, one value changed": _replace_export_with_one_value_changed,
     "one row deleted": lambda con: con.execute(
         "DELETE FROM staging.assessments WHERE site_id = ? AND source_line = 123", [SITES[4]]),
-    "one value updated": lambda con: con.execute(
-        "UPDATE staging.assessments SET timepoint = 'follow_up' WHERE site_id = ? AND source_line = 5", [SITES[1]]),
     "a row deleted and one of the same count added": lambda con: (
         con.execute("DELETE FROM staging.assessments WHERE site_id = ? AND source_line = 9", [SITES[3]]),
         con.execute("INSERT INTO staging.assessments VALUES (?, '2026-10-01', 9, 3, 'baseline')", [SITES[3]]),
     ),
     "site gone": lambda con: con.execute("DELETE FROM staging.assessments WHERE site_id = ?", [SITES[5]]),
-    "site new": lambda con: _append(con, "site_new", "2026-11-01", nprs_shift=3),
     "site emptied of everything": lambda con: con.execute("DELETE FROM staging.assessments"),
 }
 
