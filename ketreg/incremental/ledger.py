@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,16 @@ class RunPlan:
     inputs_fingerprint: str
     # The run whose published registry this run leaves as it is, or None when something changed.
     unchanged_since: str | None
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Sequence[object]]) -> None:
+    """Insert `rows` (each with every column of `table`, in order) in one statement: DuckDB's `executemany`
+    runs one statement per row, ~3 ms each (measured), which at 100 sites made the per-site records of a
+    one-site run cost seconds."""
+    if not rows:
+        return
+    columns = {f"column_{i}": list(values) for i, values in enumerate(zip(*rows, strict=True))}
+    con.execute(f"INSERT INTO {table} SELECT {', '.join(f'unnest(${name})' for name in columns)}", columns)
 
 
 def _ensure(con: duckdb.DuckDBPyConnection) -> None:

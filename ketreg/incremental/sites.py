@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import duckdb
 
-from ketreg.incremental.ledger import SCHEMA
+from ketreg.incremental.ledger import SCHEMA, insert_rows
 from ketreg.incremental.staged_parts import table_parts
 from ketreg.warehouse.sql_files import run_sql_file
 
@@ -57,8 +57,7 @@ def site_digests(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, str]:
                 parts.setdefault(site_id, []).append(f"{table}:{count}:{total}")
     digests = {site: hashlib.sha256("|".join(sorted(p)).encode()).hexdigest()[:32] for site, p in parts.items()}
     if digests:
-        con.executemany(f"INSERT INTO {SCHEMA}.run_site_digests VALUES (?, ?, ?)",
-                        [[run_id, site, digest] for site, digest in digests.items()])
+        insert_rows(con, f"{SCHEMA}.run_site_digests", [[run_id, site, digest] for site, digest in digests.items()])
     return digests
 
 
@@ -96,7 +95,7 @@ def record_sites(con: duckdb.DuckDBPyConnection, table: str, shared_digest: str,
     con.execute(f"DELETE FROM {SCHEMA}.table_sites WHERE table_name = ?", [table])
     rows = [[table, site, digest, shared_digest] for site, digest in site_digests(con, run_id).items()]
     if rows:  # no site left (a landing folder emptied of exports, stopped later by `no_site_vanished`)
-        con.executemany(f"INSERT INTO {SCHEMA}.table_sites VALUES (?, ?, ?, ?)", rows)
+        insert_rows(con, f"{SCHEMA}.table_sites", rows)
 
 
 def site_scoped(sql: str) -> tuple[str, str]:

@@ -25,7 +25,7 @@ import hashlib
 
 import duckdb
 
-SCHEMA = "incremental"  # as ketreg/incremental/ledger.py; the tables are created by sql/incremental/site_digests.sql
+from ketreg.incremental.ledger import SCHEMA, insert_rows
 
 _IN_MEMORY = "in-memory:"
 # (site, rows, sum of row hashes)
@@ -112,11 +112,10 @@ def table_parts(con: duckdb.DuckDBPyConnection, table: str) -> Parts:
     parts = sorted((site, count, int(total)) for site, count, total in parts)
     con.execute(f"DELETE FROM {SCHEMA}.staged_table_parts WHERE table_name = ?", [table])
     # An empty table is recorded by one row without a site, so its scan is not repeated either.
-    con.executemany(f"INSERT INTO {SCHEMA}.staged_table_parts VALUES (?, ?, ?, ?, ?)",
-                    [[table, storage, site, count, str(total)] for site, count, total in parts]
-                    or [[table, storage, "", 0, "0"]])
+    insert_rows(con, f"{SCHEMA}.staged_table_parts",
+                [[table, storage, site, count, str(total)] for site, count, total in parts]
+                or [[table, storage, "", 0, "0"]])
     con.execute(f"DELETE FROM {SCHEMA}.staged_row_groups WHERE table_name = ?", [table])
-    on_disk = [[table, signature] for signature, _ in row_groups if not signature.startswith(_IN_MEMORY)]
-    if on_disk:
-        con.executemany(f"INSERT INTO {SCHEMA}.staged_row_groups VALUES (?, ?)", on_disk)
+    insert_rows(con, f"{SCHEMA}.staged_row_groups",
+                [[table, signature] for signature, _ in row_groups if not signature.startswith(_IN_MEMORY)])
     return parts

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import duckdb
 
+from ketreg.incremental.ledger import insert_rows
 from ketreg.landing.discovery import file_sha256
 from ketreg.registry.data_dictionary import comment_published_tables, protocol_of, write_data_package
 from ketreg.warehouse.connection import scalar
@@ -170,7 +171,7 @@ def _record(con: duckdb.DuckDBPyConnection, new_file: Path, inputs: Mapping[str,
     rows = [[table, site, digest, shared] for table, sites in inputs.items()
             for site, (digest, shared) in sites.items()]
     if rows:
-        con.executemany("INSERT INTO incremental.published_table_sites VALUES (?, ?, ?, ?)", rows)
+        insert_rows(con, "incremental.published_table_sites", rows)
 
 
 @dataclass(frozen=True)
