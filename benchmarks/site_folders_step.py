@@ -1,10 +1,10 @@
 """The site folders step alone (`write_site_folders`) on a copy of a built working store: wall and CPU seconds,
 peak RSS, load average; optionally a cProfile.
 
-    .venv/bin/python benchmarks/site_folders_step.py --work-db /tmp/sf/registry_work.duckdb --out /tmp/sf/after
+    .venv/bin/python benchmarks/site_folders_step.py --work-db out/registry_work.duckdb --out out/site_folders_after
     .venv/bin/python benchmarks/site_folders_step.py ... --profile
     # another checkout's code, e.g. before a change (run from outside this folder):
-    PYTHONPATH=/tmp/base .venv/bin/python benchmarks/site_folders_step.py ...
+    PYTHONPATH=<a checkout of the base commit> .venv/bin/python benchmarks/site_folders_step.py ...
 
 The copy is made beside --out and removed afterwards; the working store itself is not opened."""
 
