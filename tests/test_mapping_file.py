@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ketreg.landing.mapping import MappingError, load_mapping
-from ketreg.landing.mapping_file import UNITS, Tables, table_part_model
+from ketreg.landing.mapping_file import MOST_PROBLEMS_SHOWN, UNITS, Tables, table_part_model
 from schemas.tables import TABLES_BY_NAME
 
 SITE = "site_m"
@@ -50,6 +50,7 @@ tables:
   infusions:
     - {sheet: Inf, columns: {infusion_id: {from: id, unmapped: maybe}}}
     - [1, 2]
+  adverse_events: {sheet: AE}
   vitals: {}
 """)
     expected = [
@@ -64,10 +65,20 @@ tables:
         "line 13: tables.infusions[0].columns.infusion_id.unmapped: expected reject or keep (got 'maybe')",
         "line 14: tables.infusions[1]: expected keys columns, file, ignore, not_recorded, rows, sheet",
         "line 5: tables: assessments is missing; every export needs it",
-        "line 15: tables: 'vitals' is not a contract table (tables: patients, infusions, assessments,",
+        "line 16: tables: 'vitals' is not a contract table (tables: patients, infusions, assessments,",
     ]
     for problem in expected:
         assert problem in message
+    assert "more (see" not in message  # eleven problems, all shown
+
+
+def test_a_file_of_many_wrong_keys_gives_a_readable_message(tmp_path: Path) -> None:
+    junk = "".join(f"junk_{'x' * 200}_{i}: 1\n" for i in range(3000))  # 640 kB, under the size limit
+    message = _problems(tmp_path, f"format: delimited\n{junk}tables: {{}}\n")
+    # The first problems with their lines (each key cut to a readable length), then how many more there are.
+    assert "line 2: unknown key 'junk_xxx" in message
+    assert f"and {3000 + 4 - MOST_PROBLEMS_SHOWN:,} more (see docs/site-mappings.md)" in message  # + 4 tables missing
+    assert len(message) < 3000
 
 
 def test_rules_across_keys_name_the_key_they_are_about(tmp_path: Path) -> None:

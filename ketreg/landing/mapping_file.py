@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from ketreg.landing import messages
 from schemas.tables import TABLES_BY_NAME, TableContract
 from schemas.yaml_source import KeyPath
 
@@ -446,8 +447,9 @@ def _aliases(model: type[BaseModel]) -> list[str]:
     return sorted(field.alias or name for name, field in model.model_fields.items())
 
 
-def _unknown_key(parent: KeyPath, key: str) -> tuple[KeyPath, str]:
+def _unknown_key(parent: KeyPath, written: str) -> tuple[KeyPath, str]:
     """Where an unknown key sits and what may be written there instead."""
+    key = messages.name(written)
     if not parent:
         return (), f"unknown key '{key}' (known: {', '.join(_aliases(MappingFile))})"
     if parent == ("tables",):
@@ -495,11 +497,18 @@ def _as_written(loc: KeyPath, data: Any) -> KeyPath:
 
 
 def _dotted(path: KeyPath) -> str:
-    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).removeprefix(".")
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{messages.name(part)}" for part in path
+                   ).removeprefix(".")
+
+
+# A file of thousands of wrong keys still gives a message a person can read (the settings files show ten; a
+# mapping, edited part by part, a few more so one pass of fixes covers a typical file).
+MOST_PROBLEMS_SHOWN = 12
 
 
 def describe(exc: ValidationError, data: Any, line_of: Callable[[KeyPath], int | None]) -> list[str]:
-    """Every problem as `line N: key.path: what is wrong`, the key path as written in the file."""
+    """Every problem as `line N: key.path: what is wrong`, the key path as written in the file (keys capped in
+    length); after the first MOST_PROBLEMS_SHOWN, how many more there are."""
     described = []
     for error in exc.errors(include_url=False):
         for loc, text, line_loc in _explained(error):
@@ -507,4 +516,6 @@ def describe(exc: ValidationError, data: Any, line_of: Callable[[KeyPath], int |
             line = line_of(_as_written(line_loc, data))
             where = f"{_dotted(path)}: " if path else ""
             described.append((f"line {line}: " if line is not None else "") + where + text)
+    if len(described) > MOST_PROBLEMS_SHOWN:
+        described[MOST_PROBLEMS_SHOWN:] = [f"and {len(described) - MOST_PROBLEMS_SHOWN:,} more"]
     return described
