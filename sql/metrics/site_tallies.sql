@@ -302,39 +302,9 @@ all_facts AS (
 
 -- Summed per stratum combination first: a patient has many infusions but sits in one combination, and a
 -- combination stands for many patients, so the join to the strata multiplies combinations, not patients.
+-- A fact without a stratum of its own (stratum_type NULL) counts in every stratum of its patient; a fact with one
+-- (AE category, resolution, reason, measure, grade) counts in that stratum of its site.
 by_combo AS (
-    SELECT
-        metric,
-        combo,
-        sum(hits) FILTER (counted IS NOT FALSE) AS numerator,
-        count(*) FILTER (counted) AS denominator,
-        count(value) AS value_n,
-        sum(value) AS value_sum,
-        sum(value * value) AS value_sum_squares,
-        sum(exposure_s) AS exposure_s
-    FROM all_facts
-    WHERE stratum_type IS NULL
-    GROUP BY ALL
-),
-
-by_patient_stratum AS (
-    SELECT
-        s.site_id,
-        c.metric,
-        s.stratum_type,
-        s.stratum,
-        sum(c.numerator) AS numerator,
-        sum(c.denominator) AS denominator,
-        sum(c.value_n) AS value_n,
-        sum(c.value_sum) AS value_sum,
-        sum(c.value_sum_squares) AS value_sum_squares,
-        sum(c.exposure_s) AS exposure_s
-    FROM by_combo AS c
-    JOIN patient_strata AS s USING (combo)
-    GROUP BY ALL
-),
-
-own_stratum_by_combo AS (
     SELECT
         metric,
         stratum_type,
@@ -347,7 +317,6 @@ own_stratum_by_combo AS (
         sum(value * value) AS value_sum_squares,
         sum(exposure_s) AS exposure_s
     FROM all_facts
-    WHERE stratum_type IS NOT NULL
     GROUP BY ALL
     UNION ALL BY NAME
     -- AE rate per infusion by AE category: each infusion in every category's denominator (counted above per
@@ -361,25 +330,21 @@ own_stratum_by_combo AS (
         infusions AS denominator,
         0 AS value_n
     FROM ae_category_tallies
-),
-
-by_own_stratum AS (
-    SELECT
-        s.site_id,
-        c.metric,
-        c.stratum_type,
-        c.stratum,
-        sum(c.numerator) AS numerator,
-        sum(c.denominator) AS denominator,
-        sum(c.value_n) AS value_n,
-        sum(c.value_sum) AS value_sum,
-        sum(c.value_sum_squares) AS value_sum_squares,
-        sum(c.exposure_s) AS exposure_s
-    FROM own_stratum_by_combo AS c
-    JOIN combo_strata AS s USING (combo)
-    GROUP BY ALL
 )
 
-SELECT * FROM by_patient_stratum
-UNION ALL BY NAME
-SELECT * FROM by_own_stratum;
+SELECT
+    s.site_id,
+    c.metric,
+    coalesce(c.stratum_type, s.stratum_type) AS stratum_type,
+    CASE WHEN c.stratum_type IS NULL THEN s.stratum ELSE c.stratum END AS stratum,
+    sum(c.numerator) AS numerator,
+    sum(c.denominator) AS denominator,
+    sum(c.value_n) AS value_n,
+    sum(c.value_sum) AS value_sum,
+    sum(c.value_sum_squares) AS value_sum_squares,
+    sum(c.exposure_s) AS exposure_s
+FROM by_combo AS c
+-- Every combination has exactly one 'site' stratum: the one row a fact with its own stratum joins.
+JOIN patient_strata AS s
+    ON c.combo = s.combo AND (c.stratum_type IS NULL OR s.stratum_type = 'site')
+GROUP BY ALL;
